@@ -1,0 +1,86 @@
+"""``@queue.task``: typed task functions whose ``.enqueue(...)`` mypy checks against the signature."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Generic, ParamSpec, TypeVar
+
+from omniq._defaults import DEFAULT, Default
+
+__all__ = ["AsyncTaskFunction", "TaskFunction", "TaskOptions"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskOptions:
+    """Per-task options, as :meth:`omniq.AsyncTaskQueue.enqueue` documents them."""
+
+    queue: str | None = None
+    delay: float | timedelta | None = None
+    eta: datetime | None = None
+    priority: int = 0
+    timeout: float | Default | None = DEFAULT
+    retries: int | Default = DEFAULT
+    retry_delay: float | None = None
+    result_ttl: float | Default | None = DEFAULT
+    idempotency_key: str | None = None
+    executor: str | None = None
+    headers: Mapping[str, str] | None = None
+
+
+_EnqueueFn = Callable[
+    [Callable[..., Any], tuple[Any, ...], dict[str, Any], TaskOptions], Awaitable[str]
+]
+
+
+class _TaskFunctionBase(Generic[P, R]):
+    def __init__(self, fn: Callable[P, R], enqueue: Callable[..., Any], options: TaskOptions) -> None:
+        functools.update_wrapper(self, fn)
+        self.__omniq_function__ = fn
+        self._enqueue = enqueue
+        self.task_options = options
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function here and now, like an undecorated call."""
+        return self.__omniq_function__(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        fn = self.__omniq_function__
+        return f"<task {fn.__module__}:{fn.__qualname__}>"
+
+
+class AsyncTaskFunction(_TaskFunctionBase[P, R]):
+    """A task function of an :class:`omniq.AsyncTaskQueue`."""
+
+    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """Store a task calling this function with these arguments; returns the task id."""
+        task_id: str = await self._enqueue(
+            self.__omniq_function__, args, kwargs, self.task_options
+        )
+        return task_id
+
+    def options(self, **options: Any) -> AsyncTaskFunction[P, R]:
+        """A copy with other options (those of ``enqueue``: ``delay``, ``priority``, …)."""
+        return AsyncTaskFunction(
+            self.__omniq_function__, self._enqueue, replace(self.task_options, **options)
+        )
+
+
+class TaskFunction(_TaskFunctionBase[P, R]):
+    """A task function of a sync :class:`omniq.TaskQueue`."""
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """Store a task calling this function with these arguments; returns the task id."""
+        task_id: str = self._enqueue(self.__omniq_function__, args, kwargs, self.task_options)
+        return task_id
+
+    def options(self, **options: Any) -> TaskFunction[P, R]:
+        """A copy with other options (those of ``enqueue``: ``delay``, ``priority``, …)."""
+        return TaskFunction(
+            self.__omniq_function__, self._enqueue, replace(self.task_options, **options)
+        )

@@ -1,0 +1,126 @@
+"""Naming task functions so another process can find them, and finding them again.
+
+A function travels by import path (``"package.module:qualname"``). Functions that cannot be
+imported by path in another process — lambdas, closures, functions of the ``__main__`` script —
+also travel as signed dill bytes when a secret key is available. Inside the process that enqueued
+them they are found in a process-local registry, so the embedded worker runs the very same object.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from omniq.errors import DeserializationError, SerializationError
+from omniq.serialization import Serializer
+
+__all__ = ["FunctionResolver", "function_path", "needs_dill", "unwrap_task"]
+
+_local_lock = threading.Lock()
+_local_functions: dict[str, Callable[..., Any]] = {}
+
+
+def unwrap_task(fn: Any) -> Callable[..., Any]:
+    """Return the plain function behind a ``@queue.task`` wrapper (or ``fn`` itself)."""
+    inner = getattr(fn, "__omniq_function__", None)
+    return inner if inner is not None else fn  # type: ignore[no-any-return]
+
+
+def function_path(fn: Callable[..., Any]) -> str:
+    """Return ``"module:qualname"`` for a function.
+
+    Raises:
+        SerializationError: if ``fn`` has no ``__module__``/``__qualname__`` (e.g. a callable
+            instance); wrap it in a module-level function.
+    """
+    fn = unwrap_task(fn)
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if not module or not qualname:
+        raise SerializationError(
+            f"cannot name task function {fn!r}: it has no __module__/__qualname__; "
+            "use a module-level function"
+        )
+    return f"{module}:{qualname}"
+
+
+def needs_dill(path: str) -> bool:
+    """True when a path cannot be imported by another process (``__main__``, lambdas, closures)."""
+    module, _, qualname = path.partition(":")
+    return module == "__main__" or "<" in qualname
+
+
+def register_local(path: str, fn: Callable[..., Any]) -> None:
+    """Remember ``fn`` under ``path`` for workers in this process (unique paths only)."""
+    if "<" in path:  # lambdas and closures share qualnames; never look them up by path
+        return
+    with _local_lock:
+        _local_functions[path] = unwrap_task(fn)
+
+
+class FunctionResolver:
+    """Turns a task's ``func``/``func_bytes`` back into a callable, with a cache.
+
+    Args:
+        serializer: verifies and loads signed dill function bytes.
+    """
+
+    def __init__(self, serializer: Serializer) -> None:
+        self._serializer = serializer
+        self._cache: dict[str, Callable[..., Any]] = {}
+        self._dill_cache: dict[bytes, Callable[..., Any]] = {}
+
+    def resolve(self, path: str, func_bytes: bytes | None) -> Callable[..., Any]:
+        """Find the function.
+
+        Order: this process's registry (functions enqueued here), then dill bytes when the path is
+        not importable elsewhere, then import by path.
+
+        Raises:
+            DeserializationError: the function cannot be found or loaded; the message says why and
+                how to fix it (e.g. ``--import`` the module, or set ``OMNIQ_SECRET_KEY``).
+        """
+        local = _local_functions.get(path)
+        if local is not None:
+            return local
+        if needs_dill(path):
+            return self._load_dill(path, func_bytes)
+        cached = self._cache.get(path)
+        if cached is None:
+            cached = self._cache[path] = self._import(path, func_bytes)
+        return cached
+
+    def _load_dill(self, path: str, func_bytes: bytes | None) -> Callable[..., Any]:
+        if func_bytes is None:
+            raise DeserializationError(
+                f"task function {path} was defined in the producer's __main__ script or inside "
+                "another function, so this worker cannot import it; move it into an importable "
+                "module (and start the worker with --import), or set OMNIQ_SECRET_KEY so it "
+                "travels as signed dill"
+            )
+        cached = self._dill_cache.get(func_bytes)
+        if cached is None:
+            if len(self._dill_cache) >= 256:
+                self._dill_cache.clear()
+            cached = self._dill_cache[func_bytes] = self._serializer.loads_function(func_bytes)
+        return cached
+
+    def _import(self, path: str, func_bytes: bytes | None) -> Callable[..., Any]:
+        module_name, _, qualname = path.partition(":")
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in qualname.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as exc:
+            if func_bytes is not None:
+                return self._serializer.loads_function(func_bytes)
+            raise DeserializationError(
+                f"cannot import task function {path}: {type(exc).__name__}: {exc}; "
+                "is the module on this worker's path?"
+            ) from exc
+        fn = unwrap_task(obj)
+        if not callable(fn):
+            raise DeserializationError(f"task function {path} is not callable: {fn!r}")
+        return fn

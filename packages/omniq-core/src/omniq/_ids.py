@@ -1,0 +1,39 @@
+"""Time-ordered ids: UUIDv7 (RFC 9562 §5.7) text, monotonic within a process.
+
+The 48-bit millisecond timestamp comes first, then a 12-bit counter (``rand_a`` used as the
+"fixed-length dedicated counter" of RFC 9562 §6.2, method 1) so ids made in the same millisecond
+still sort in creation order, then 62 random bits. Lexicographic order of the text equals time order.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+__all__ = ["new_id"]
+
+_lock = threading.Lock()
+_last_ms = 0
+_counter = 0
+
+
+def new_id() -> str:
+    """Return a new UUIDv7 as 36-character lowercase text; later calls in a process sort after."""
+    global _last_ms, _counter
+    with _lock:
+        ms = time.time_ns() // 1_000_000
+        if ms <= _last_ms:
+            _counter += 1
+            if _counter > 0xFFF:  # counter exhausted: borrow the next millisecond
+                _last_ms += 1
+                _counter = 0
+            ms = _last_ms
+        else:
+            _last_ms = ms
+            _counter = 0
+        counter = _counter
+    rand = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
+    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

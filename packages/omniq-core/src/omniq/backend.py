@@ -1,0 +1,256 @@
+"""The storage protocol every backend implements ("dumb storage, smart engine").
+
+A backend stores :class:`~omniq.models.Task` records whose payloads are opaque bytes, plus results
+and events, and offers a small set of atomic primitives. Retries, backoff, serialization and
+routing decisions live in the engine. Signatures are batch-first (a list in, a list out) so a
+backend can serve each call in one round trip.
+
+Every method is a coroutine. Times are seconds since the epoch read from the backend's
+:class:`~omniq.clock.Clock`; durations are seconds. The docstrings state each method's atomicity
+and idempotency; the conformance suite (``omniq.testing``) checks exactly those sentences.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import ClassVar, Self
+
+import msgspec
+
+from omniq.clock import Clock, SystemClock
+from omniq.models import ErrorInfo, StoredResult, Task, TaskEvent, TaskState
+
+__all__ = [
+    "Backend",
+    "Capabilities",
+    "Outcome",
+    "TaskQuery",
+]
+
+
+class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
+    """What a backend guarantees beyond the required primitives.
+
+    Attributes:
+        cross_process: several OS processes (and hosts, for network stores) may share the store.
+        durable: records survive a restart of the process (and of the server).
+        priority: ``claim`` honours ``Task.priority`` (higher first).
+        notify: the backend can wake waiting workers and result readers; without it the engine polls.
+        transactional_enqueue: enqueue can join a caller's own database transaction.
+        network: the store is reached over a network; dill payloads then require ``OMNIQ_SECRET_KEY``.
+    """
+
+    cross_process: bool = False
+    durable: bool = False
+    priority: bool = True
+    notify: bool = False
+    transactional_enqueue: bool = False
+    network: bool = False
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """How one attempt of a task ended, as handed to :meth:`Backend.finish`.
+
+    Attributes:
+        task_id: the task.
+        attempt: the fencing token from the claim (``Task.attempt`` when claimed).
+        state: ``success``, ``failed`` or ``cancelled`` (terminal) or ``scheduled`` (retry later).
+        finished_at: when the attempt ended.
+        result: the encoded return value to store (success only; ``None`` stores nothing).
+        result_expires_at: when ``result`` stops being readable, ``None`` for never.
+        error: the error to record (failed, cancelled, or the failure that causes a retry).
+        retry_at: when a ``scheduled`` (retry) outcome becomes due again.
+    """
+
+    task_id: str
+    attempt: int
+    state: TaskState
+    finished_at: float
+    result: bytes | None = None
+    result_expires_at: float | None = None
+    error: ErrorInfo | None = None
+    retry_at: float | None = None
+
+
+class TaskQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """A filter for :meth:`Backend.list_tasks` and :meth:`Backend.count_tasks`.
+
+    Every set field must match (``None`` matches anything). Results are ordered by id (creation
+    time), newest first.
+
+    Attributes:
+        states: only tasks in one of these states.
+        queues: only tasks in one of these queues.
+        worker_id: only tasks last held by this worker.
+        limit: at most this many tasks (``list_tasks`` only).
+        before_id: only tasks with an id strictly lower (older) than this; for paging.
+    """
+
+    states: tuple[TaskState, ...] | None = None
+    queues: tuple[str, ...] | None = None
+    worker_id: str | None = None
+    limit: int = 100
+    before_id: str | None = None
+
+
+class Backend(abc.ABC):
+    """Base class of every storage backend.
+
+    Subclasses set :attr:`capabilities`, implement :meth:`from_url` and every abstract method,
+    and are registered under their URI scheme in the ``omniq.backends`` entry-point group.
+
+    Args:
+        clock: where "now" comes from; defaults to the system clock.
+    """
+
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or SystemClock()
+
+    @classmethod
+    @abc.abstractmethod
+    def from_url(cls, url: str, *, clock: Clock | None = None) -> Self:
+        """Build an unopened backend from its URI (``sqlite:///path.db``, ``redis://host``…).
+
+        Raises:
+            omniq.errors.ConfigError: if the URI cannot be used; the message says why.
+        """
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and create or migrate the schema; safe to call from several processes at once."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections. Idempotent."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- tasks ---------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def enqueue(self, tasks: Sequence[Task]) -> list[Task]:
+        """Store new tasks; return, in input order, the task now stored for each input.
+
+        Idempotent by id and by ``idempotency_key``: when a task with the same id, or with the same
+        non-null key, already exists, nothing is written for that input and the existing task is
+        returned in its place. The whole batch is written atomically (all or nothing).
+        """
+
+    @abc.abstractmethod
+    async def claim(
+        self,
+        *,
+        queues: Sequence[str],
+        worker_id: str,
+        limit: int,
+        lease: float,
+        executors: Sequence[str] | None = None,
+    ) -> list[Task]:
+        """Atomically take up to ``limit`` due tasks and lease them to ``worker_id``.
+
+        Due means state ``pending`` or ``scheduled`` with ``run_at <= now``. Tasks are taken by
+        ``priority`` (higher first, when the backend declares ``priority``), then ``run_at``, then
+        id. Each claimed task moves to ``running`` with ``attempt`` increased by one (the fencing
+        token), ``worker_id`` set, ``started_at = now`` and ``lease_expires_at = now + lease``.
+        With ``executors`` given, only tasks whose ``executor`` is ``None`` or in that list are
+        taken. No two concurrent callers ever receive the same task for the same attempt.
+        """
+
+    @abc.abstractmethod
+    async def extend_leases(self, leases: Sequence[tuple[str, int]], *, lease: float) -> list[str]:
+        """Heartbeat: push ``lease_expires_at`` of each ``(task_id, attempt)`` to ``now + lease``.
+
+        Returns the ids among them whose cancellation was requested (see :meth:`cancel`).
+
+        Raises:
+            omniq.errors.LeaseLostError: naming every pair whose task is no longer ``running`` at
+                that attempt; the other leases are still extended.
+        """
+
+    @abc.abstractmethod
+    async def finish(self, outcomes: Sequence[Outcome]) -> None:
+        """Record how attempts ended, each atomically with its result (fenced by ``attempt``).
+
+        Terminal outcomes set ``state``, ``finished_at``, ``error`` and store ``result`` when given.
+        A ``scheduled`` outcome (retry) sets ``state = scheduled``, ``run_at = retry_at`` and
+        ``error``. Every outcome clears the lease.
+
+        Raises:
+            omniq.errors.LeaseLostError: naming every outcome whose task is no longer ``running`` at
+                that attempt (a newer attempt owns it, or it was recovered); those are not applied,
+                the others are.
+        """
+
+    @abc.abstractmethod
+    async def release(self, leases: Sequence[tuple[str, int]]) -> list[str]:
+        """Give running tasks back unfinished (graceful shutdown): each becomes ``pending`` now.
+
+        The released attempt is not counted (``attempt`` goes back by one), so a task cut short
+        by a shutdown keeps all its retries. Stale pairs are skipped. Returns the ids released.
+        """
+
+    @abc.abstractmethod
+    async def requeue_expired(self, *, limit: int = 1000) -> list[Task]:
+        """Recover tasks whose lease expired (their worker died or froze).
+
+        Each ``running`` task with ``lease_expires_at < now`` becomes ``pending`` again with
+        ``error`` set to a worker-lost :class:`~omniq.models.ErrorInfo` (the lost run counts as an
+        attempt), or ``failed`` when ``attempt > max_retries`` (no runs left). Atomic per task,
+        safe to call from any number of workers at once. Returns the tasks as they now are.
+        """
+
+    @abc.abstractmethod
+    async def cancel(self, task_ids: Sequence[str], *, error: ErrorInfo) -> list[Task]:
+        """Cancel tasks. Returns, in input order, each task as it now is (absent ids skipped).
+
+        A ``pending``, ``scheduled`` or ``waiting`` task becomes ``cancelled`` at once (it will
+        never run). A ``running`` task gets ``cancel_requested = True``; its worker learns it at
+        the next heartbeat. Terminal tasks are left unchanged. Atomic per task.
+        """
+
+    @abc.abstractmethod
+    async def get_tasks(self, task_ids: Sequence[str]) -> list[Task | None]:
+        """Read tasks by id; ``None`` in the place of each unknown id."""
+
+    @abc.abstractmethod
+    async def list_tasks(self, query: TaskQuery) -> list[Task]:
+        """Tasks matching ``query``, newest first, at most ``query.limit``."""
+
+    @abc.abstractmethod
+    async def count_tasks(self, query: TaskQuery) -> dict[TaskState, int]:
+        """How many tasks match ``query`` per state (states with no task are omitted)."""
+
+    @abc.abstractmethod
+    async def count_by_worker(self, query: TaskQuery) -> dict[str, int]:
+        """How many tasks matching ``query`` each worker id last held."""
+
+    # -- results ---------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def get_results(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
+        """Stored results by task id; ``None`` where none is stored or it has expired (``now``)."""
+
+    # -- events ----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def append_events(self, events: Sequence[TaskEvent]) -> None:
+        """Append events (one batch, one round trip). Duplicate event ids are ignored."""
+
+    @abc.abstractmethod
+    async def list_events(self, *, task_id: str | None = None, limit: int = 100) -> list[TaskEvent]:
+        """Events, oldest first, optionally of one task only, at most ``limit``."""
+
+    # -- housekeeping ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def purge(self, *, finished_before: float, events_before: float) -> tuple[int, int]:
+        """Delete terminal tasks finished before ``finished_before`` (with their results), every
+        expired result, and events older than ``events_before``.
+
+        Returns ``(tasks_deleted, events_deleted)``.
+        """

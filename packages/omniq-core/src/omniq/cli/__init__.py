@@ -1,0 +1,42 @@
+"""The ``omniq`` command line. Sub-commands come from pluggy's ``omniq_register_commands`` hook;
+the built-in ones are registered the same way as a third-party plugin's."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from omniq.errors import OmniQError
+from omniq.plugins import plugin_manager
+
+__all__ = ["build_cli", "main"]
+
+
+def build_cli() -> click.Group:
+    """The ``omniq`` group with every plugin's commands added."""
+
+    @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(package_name="omniq-core", prog_name="omniq")
+    def cli() -> None:
+        """OmniQ task queue: run workers, inspect tasks, list plugins, run the demo."""
+
+    plugin_manager().hook.omniq_register_commands(cli=cli)
+    return cli
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``omniq`` script; OmniQ errors print as one clear line, exit code 2."""
+    try:
+        build_cli().main(args=argv, prog_name="omniq", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except OmniQError as exc:
+        click.echo(f"omniq: error: {exc}", err=True)
+        sys.exit(2)
+    except SystemExit:
+        raise

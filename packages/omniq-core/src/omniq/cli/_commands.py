@@ -1,0 +1,232 @@
+"""Built-in sub-commands: worker, tasks, stats, plugins, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from omniq.cli._common import run, storage_option
+from omniq.client import AsyncTaskQueue
+from omniq.config import load_settings
+from omniq.logging import configure_logging
+from omniq.models import Task, TaskState
+from omniq.plugins import installed_plugins
+from omniq.worker import import_task_modules, run_worker
+
+__all__ = ["BUILTIN_COMMANDS"]
+
+console = Console()
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+@click.command()
+@storage_option
+@click.option(
+    "--import",
+    "imports",
+    multiple=True,
+    metavar="MODULE",
+    help="Module defining tasks; repeat for several.",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Tasks run at once (default OMNIQ_MAX_WORKERS / OMNIQ_THREAD_WORKERS).",
+)
+@click.option(
+    "--queues", "-q", default="default", show_default=True, help="Comma-separated queues to serve."
+)
+@click.option(
+    "--executor",
+    "-e",
+    default=None,
+    help="async, thread, process or gevent (default OMNIQ_DEFAULT_WORKER).",
+)
+@click.option(
+    "--lease",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Lease (visibility timeout) in seconds (default OMNIQ_LEASE_SECONDS).",
+)
+@click.option("--worker-id", default=None, help="Worker id (default host:pid:random).")
+def worker(
+    storage_url: str | None,
+    imports: tuple[str, ...],
+    concurrency: int | None,
+    queues: str,
+    executor: str | None,
+    lease: float | None,
+    worker_id: str | None,
+) -> None:
+    """Run a standalone worker until SIGTERM/SIGINT (then drain gracefully)."""
+    settings = load_settings(storage_url=storage_url, default_worker=executor, lease_seconds=lease)
+    configure_logging(settings)
+    import_task_modules(imports)
+    queue_names = [q.strip() for q in queues.split(",") if q.strip()]
+    if not queue_names:
+        raise click.BadParameter("give at least one queue name", param_hint="--queues")
+
+    def ready(w: object) -> None:
+        click.echo(
+            f"omniq worker {getattr(w, 'worker_id', '?')} ready: "
+            f"{settings.resolved_storage_url()} queues={','.join(queue_names)}",
+            err=True,
+        )
+
+    code = asyncio.run(
+        run_worker(
+            settings,
+            queues=queue_names,
+            executor=settings.default_worker,
+            concurrency=concurrency,
+            worker_id=worker_id,
+            on_ready=ready,
+        )
+    )
+    sys.exit(code)
+
+
+@click.group()
+def tasks() -> None:
+    """List, show and cancel tasks."""
+
+
+@tasks.command("list")
+@storage_option
+@click.option("--state", type=click.Choice([s.value for s in TaskState]), default=None)
+@click.option("--queue", default=None)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+def tasks_list(storage_url: str | None, state: str | None, queue: str | None, limit: int) -> None:
+    """List tasks, newest first."""
+
+    async def fetch(q: AsyncTaskQueue) -> list[Task]:
+        return await q.list_tasks(queue=queue, state=state, limit=limit)
+
+    table = Table("id", "function", "queue", "state", "attempt", "created", "worker")
+    for t in run(fetch, storage_url):
+        table.add_row(
+            t.id,
+            t.func,
+            t.queue,
+            t.state.value,
+            str(t.attempt),
+            _when(t.created_at),
+            t.worker_id or "-",
+        )
+    console.print(table)
+
+
+@tasks.command("show")
+@storage_option
+@click.argument("task_id")
+def tasks_show(storage_url: str | None, task_id: str) -> None:
+    """Show one task, its error and its result."""
+
+    async def fetch(q: AsyncTaskQueue) -> tuple[Task, str]:
+        task = await q.get_task(task_id)
+        result = "-"
+        if task.state is TaskState.SUCCESS:
+            try:
+                result = repr(await q.get_result(task_id, timeout=0))
+            except Exception as exc:
+                result = f"({type(exc).__name__}: {exc})"
+        return task, result
+
+    task, result = run(fetch, storage_url)
+    table = Table(show_header=False)
+    for name in (
+        "id",
+        "func",
+        "queue",
+        "state",
+        "priority",
+        "executor",
+        "attempt",
+        "max_retries",
+        "timeout",
+        "result_ttl",
+        "idempotency_key",
+        "worker_id",
+    ):
+        value = getattr(task, name)
+        table.add_row(name, str(value.value if isinstance(value, TaskState) else value))
+    for name in ("created_at", "run_at", "started_at", "finished_at", "lease_expires_at"):
+        table.add_row(name, _when(getattr(task, name)))
+    table.add_row("result", result[:2000])
+    if task.error is not None:
+        table.add_row("error", f"{task.error.type}: {task.error.message}")
+        if task.error.traceback:
+            table.add_row("traceback", task.error.traceback)
+    console.print(table)
+
+
+@tasks.command("cancel")
+@storage_option
+@click.argument("task_ids", nargs=-1, required=True)
+def tasks_cancel(storage_url: str | None, task_ids: tuple[str, ...]) -> None:
+    """Cancel tasks: queued ones never run, running ones are asked to stop."""
+
+    async def cancel(q: AsyncTaskQueue) -> list[tuple[str, bool]]:
+        return [(tid, await q.cancel(tid)) for tid in task_ids]
+
+    for tid, done in run(cancel, storage_url):
+        click.echo(f"{tid}: {'cancelled' if done else 'already finished'}")
+
+
+@click.command()
+@storage_option
+@click.option("--queue", default=None, help="Only this queue.")
+def stats(storage_url: str | None, queue: str | None) -> None:
+    """Count tasks per state."""
+
+    async def fetch(q: AsyncTaskQueue) -> dict[str, int]:
+        return await q.stats(queue=queue)
+
+    counts = run(fetch, storage_url)
+    table = Table("state", "tasks")
+    for state, n in counts.items():
+        table.add_row(state, str(n))
+    table.add_row("total", str(sum(counts.values())), style="bold")
+    console.print(table)
+
+
+@click.command()
+def plugins() -> None:
+    """List installed backends, executors and hook modules."""
+    table = Table("group", "name", "distribution", "target", "description")
+    for p in installed_plugins():
+        table.add_row(p.group, p.name, p.distribution, p.target, p.description)
+    console.print(table)
+
+
+@click.command()
+@click.argument("directory", required=False, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--workers",
+    "worker_processes",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Standalone worker processes to start.",
+)
+@click.option("--keep", is_flag=True, help="Keep the temporary SQLite file and print its path.")
+def demo(directory: str | None, worker_processes: int, keep: bool) -> None:
+    """Count lines and words and hash every file under DIRECTORY (default: the standard library)."""
+    from omniq.demo import run_demo
+
+    sys.exit(run_demo(directory, worker_processes=worker_processes, keep=keep))
+
+
+BUILTIN_COMMANDS = [worker, tasks, stats, plugins, demo]

@@ -1,0 +1,527 @@
+"""``AsyncTaskQueue``: the async client, and by default an embedded worker.
+
+The sync :class:`omniq.TaskQueue` drives this same class through a portal thread, so everything
+here exists once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, ParamSpec, TypeVar, overload
+
+from omniq._decorator import AsyncTaskFunction, TaskOptions
+from omniq._defaults import DEFAULT, Default
+from omniq._events import EventRecorder
+from omniq._functions import function_path, needs_dill, register_local
+from omniq._ids import new_id
+from omniq._setup import (
+    create_backend,
+    create_executor,
+    default_concurrency,
+    resolve_secret_key,
+)
+from omniq.backend import Backend, TaskQuery
+from omniq.clock import Clock
+from omniq.config import Settings, load_settings
+from omniq.errors import (
+    ConfigError,
+    ResultExpiredError,
+    ResultNotStoredError,
+    ResultTimeoutError,
+    TaskCancelledError,
+    TaskFailedError,
+    TaskNotFoundError,
+)
+from omniq.logging import configure_logging
+from omniq.models import ErrorInfo, EventType, Task, TaskState
+from omniq.serialization import Serializer
+from omniq.worker import Worker, WorkerOptions
+
+__all__ = ["DEFAULT", "AsyncTaskQueue"]
+
+log = logging.getLogger("omniq.client")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+_MAX_POLL = 0.2
+
+
+def _seconds(name: str, value: float | timedelta) -> float:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds < 0:
+        raise ValueError(f"{name} must be >= 0 seconds, got {seconds}")
+    return seconds
+
+
+class AsyncTaskQueue:
+    """Enqueue tasks, read results, and (by default) run tasks in this process.
+
+    Args:
+        storage_type: ``"sqlite"`` (default), ``"memory"``, ``"file"``, ``"postgres"``, … —
+            ``OMNIQ_STORAGE_TYPE``.
+        worker_type: the executor of the embedded worker and default for tasks:
+            ``"async"`` (default), ``"thread"``, ``"process"``, ``"gevent"`` — ``OMNIQ_DEFAULT_WORKER``.
+        max_workers: how many tasks the embedded worker runs at once — ``OMNIQ_MAX_WORKERS`` (or
+            ``OMNIQ_THREAD_WORKERS`` for threads).
+        storage_url: a storage URI (``sqlite:///jobs.db``, ``redis://…``); wins over ``storage_type``.
+        workers: ``1`` (default) runs one embedded worker; ``0`` makes a producer-only client.
+        queues: the queues the embedded worker serves (default ``("default",)``).
+        settings: a :class:`~omniq.config.Settings` to use instead of reading the environment.
+        clock: time source for the backend (tests use :class:`~omniq.clock.ManualClock`).
+
+    Raises:
+        ConfigError: a setting or argument is invalid (the message names it).
+        omniq.errors.BackendNotFoundError: the storage's plugin is not installed.
+    """
+
+    def __init__(
+        self,
+        storage_type: str | None = None,
+        worker_type: str | None = None,
+        max_workers: int | None = None,
+        *,
+        storage_url: str | None = None,
+        workers: int = 1,
+        queues: Sequence[str] = ("default",),
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if workers not in (0, 1):
+            raise ConfigError(
+                f"workers={workers!r}: a client runs 0 or 1 embedded worker; "
+                "start more with `omniq worker`"
+            )
+        if isinstance(queues, str) or not queues:
+            raise ConfigError(f"queues must be a non-empty list of names, got {queues!r}")
+        self.settings = settings or load_settings(
+            storage_type=storage_type,
+            storage_url=storage_url,
+            default_worker=worker_type,
+            max_workers=max_workers,
+        )
+        configure_logging(self.settings)
+        self.backend: Backend = create_backend(self.settings.resolved_storage_url(), clock=clock)
+        self.serializer = Serializer(
+            secret_key=resolve_secret_key(self.settings, self.backend),
+            max_payload_bytes=self.settings.max_payload_bytes,
+        )
+        self.events = EventRecorder(self.backend, enabled=self.settings.events_enabled)
+        self.worker: Worker | None = None
+        if workers:
+            executor = self.settings.default_worker
+            concurrency = max_workers or default_concurrency(self.settings, executor)
+            self.worker = Worker(
+                self.backend,
+                executors={executor: create_executor(executor, concurrency)},
+                options=WorkerOptions.from_settings(
+                    self.settings, queues=tuple(queues), executor=executor
+                ),
+                serializer=self.serializer,
+                events=self.events,
+                on_finished=self._wake_waiters,
+            )
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._open_lock: asyncio.Lock | None = None
+        self._opened = False
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect to the backend and start the embedded worker (done on first use anyway)."""
+        if self._opened:
+            return
+        if self._closed:
+            raise RuntimeError("this queue was closed; create a new one")
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if self._opened:  # another coroutine opened it while we waited for the lock
+                return  # type: ignore[unreachable]
+            await self.backend.open()
+            self.events.start()
+            if self.worker is not None:
+                await self.worker.start()
+            self._opened = True
+
+    async def close(self, grace: float | None = None) -> None:
+        """Drain the embedded worker (``grace`` seconds, default ``OMNIQ_SHUTDOWN_GRACE``), flush
+        events and disconnect. Unfinished tasks go back to the queue for other workers. Idempotent.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if not self._opened:
+            return
+        if self.worker is not None:
+            await self.worker.stop(grace)
+        await self.events.stop()
+        await self.backend.close()
+
+    async def __aenter__(self) -> AsyncTaskQueue:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- enqueueing --------------------------------------------------------------------------
+    def _build_task(
+        self,
+        func: Callable[..., Any] | str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any] | None,
+        options: TaskOptions,
+    ) -> Task:
+        if isinstance(args, str | bytes) or not isinstance(args, Sequence):
+            raise TypeError(f"args must be a tuple or list of arguments, got {type(args).__name__}")
+        if isinstance(func, str):
+            path, func_bytes = func, None
+            if ":" not in path:
+                raise ConfigError(f"task path {path!r} must look like 'package.module:function'")
+        elif callable(func):
+            path = function_path(func)
+            func_bytes = None
+            if needs_dill(path):
+                register_local(path, func)
+                if self.serializer.dill_enabled:
+                    func_bytes = self.serializer.dumps_function(func)
+                elif "<" in path:
+                    raise ConfigError(
+                        f"{path} is a lambda or nested function: it cannot be imported by a worker. "
+                        "Define it at module level, or set OMNIQ_SECRET_KEY so it travels as signed dill"
+                    )
+        else:
+            raise TypeError(f"func must be a callable or an import path, got {func!r}")
+        now = self.backend.clock.now()
+        run_at = now
+        if options.eta is not None:
+            if options.delay is not None:
+                raise ConfigError("pass either delay or eta, not both")
+            if options.eta.tzinfo is None or options.eta.utcoffset() is None:
+                raise ConfigError(
+                    f"eta={options.eta!r} is a naive datetime; give it a time zone, "
+                    "e.g. datetime.now(timezone.utc) + timedelta(minutes=5)"
+                )
+            run_at = options.eta.timestamp()
+        elif options.delay is not None:
+            run_at = now + _seconds("delay", options.delay)
+        s = self.settings
+        retries = s.retry_attempts if options.retries is DEFAULT else options.retries
+        if retries < 0:
+            raise ConfigError(f"retries must be >= 0, got {retries}")
+        result_ttl = s.result_ttl if options.result_ttl is DEFAULT else options.result_ttl
+        if result_ttl is not None and result_ttl < 0:
+            raise ConfigError(
+                f"result_ttl={result_ttl}: use None (keep forever), 0 (store nothing) or seconds > 0"
+            )
+        timeout = s.task_timeout if options.timeout is DEFAULT else options.timeout
+        if timeout is not None and timeout <= 0:
+            raise ConfigError(f"timeout must be > 0 seconds or None, got {timeout}")
+        return Task(
+            id=new_id(),
+            func=path,
+            func_bytes=func_bytes,
+            payload=self.serializer.dumps_call(tuple(args), dict(kwargs or {})),
+            run_at=run_at,
+            created_at=now,
+            queue=options.queue or "default",
+            priority=options.priority,
+            executor=options.executor,
+            state=TaskState.SCHEDULED if run_at > now else TaskState.PENDING,
+            max_retries=retries,
+            retry_delay=None
+            if options.retry_delay is None
+            else _seconds("retry_delay", options.retry_delay),
+            timeout=timeout,
+            result_ttl=result_ttl,
+            idempotency_key=options.idempotency_key,
+            headers=dict(options.headers or {}),
+        )
+
+    async def _store(self, tasks: list[Task]) -> list[Task]:
+        await self.open()
+        stored = await self.backend.enqueue(tasks)
+        created = {t.id for t in tasks}
+        for task in stored:
+            if task.id in created:
+                self.events.record(task, EventType.ENQUEUED)
+        if self.worker is not None:
+            self.worker.wake()
+        return stored
+
+    async def enqueue(
+        self,
+        func: Callable[..., Any] | str,
+        /,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        delay: float | timedelta | None = None,
+        eta: datetime | None = None,
+        priority: int = 0,
+        timeout: float | Default | None = DEFAULT,
+        retries: int | Default = DEFAULT,
+        retry_delay: float | None = None,
+        result_ttl: float | Default | None = DEFAULT,
+        idempotency_key: str | None = None,
+        executor: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """Store one task and return its id.
+
+        Args:
+            func: the function to run, or its import path ``"package.module:function"``.
+            args: positional arguments (any value :mod:`omniq.serialization` carries).
+            kwargs: keyword arguments.
+            queue: queue name (default ``"default"``).
+            delay: seconds (or a ``timedelta``) before the task is due.
+            eta: an aware ``datetime`` at which the task is due (naive ones are rejected).
+            priority: higher runs first.
+            timeout: seconds one run may take; ``None`` for no limit; default ``OMNIQ_TASK_TIMEOUT``.
+            retries: how often a failure is retried (the task runs at most ``retries + 1`` times);
+                default ``OMNIQ_RETRY_ATTEMPTS``.
+            retry_delay: seconds before each retry; default ``OMNIQ_RETRY_DELAY``.
+            result_ttl: seconds to keep the result; ``None`` forever, ``0`` not at all; default
+                ``OMNIQ_RESULT_TTL``.
+            idempotency_key: while a task with this key exists, enqueueing again returns its id.
+            executor: executor that must run it; default: the worker's.
+            headers: free text metadata.
+
+        Raises:
+            omniq.errors.SerializationError: an argument cannot be stored (the message names it).
+            omniq.errors.PayloadTooLargeError: the arguments exceed ``OMNIQ_MAX_PAYLOAD_BYTES``.
+            ConfigError: an option is invalid.
+        """
+        options = TaskOptions(
+            queue=queue,
+            delay=delay,
+            eta=eta,
+            priority=priority,
+            timeout=timeout,
+            retries=retries,
+            retry_delay=retry_delay,
+            result_ttl=result_ttl,
+            idempotency_key=idempotency_key,
+            executor=executor,
+            headers=headers,
+        )
+        [task] = await self._store([self._build_task(func, args, kwargs, options)])
+        return task.id
+
+    async def enqueue_many(
+        self,
+        func: Callable[..., Any] | str,
+        /,
+        args_list: Iterable[Sequence[Any]],
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        delay: float | timedelta | None = None,
+        eta: datetime | None = None,
+        priority: int = 0,
+        timeout: float | Default | None = DEFAULT,
+        retries: int | Default = DEFAULT,
+        retry_delay: float | None = None,
+        result_ttl: float | Default | None = DEFAULT,
+        executor: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> list[str]:
+        """Store one task per item of ``args_list`` in one atomic write; return their ids in order.
+
+        Every task calls ``func(*args, **kwargs)`` with its own ``args`` and the shared ``kwargs``;
+        the other options are those of :meth:`enqueue` and apply to every task.
+        """
+        options = TaskOptions(
+            queue=queue,
+            delay=delay,
+            eta=eta,
+            priority=priority,
+            timeout=timeout,
+            retries=retries,
+            retry_delay=retry_delay,
+            result_ttl=result_ttl,
+            executor=executor,
+            headers=headers,
+        )
+        tasks = [self._build_task(func, args, kwargs, options) for args in args_list]
+        if not tasks:
+            return []
+        return [task.id for task in await self._store(tasks)]
+
+    async def _enqueue_with(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: TaskOptions,
+    ) -> str:
+        [task] = await self._store([self._build_task(func, args, kwargs, options)])
+        return task.id
+
+    @overload
+    def task(self, fn: Callable[P, R], /) -> AsyncTaskFunction[P, R]: ...
+    @overload
+    def task(
+        self, fn: None = None, /, **options: Any
+    ) -> Callable[[Callable[P, R]], AsyncTaskFunction[P, R]]: ...
+    def task(self, fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
+        """Decorate a function as a task of this queue: ``@queue.task`` or ``@queue.task(retries=3)``.
+
+        The decorated function still runs locally when called; ``await f.enqueue(*args, **kwargs)``
+        stores a task (arguments checked by mypy against the function's signature) and
+        ``f.options(delay=…)`` returns a copy with other options. Accepted options: those of
+        :meth:`enqueue` except ``args``/``kwargs``.
+        """
+        task_options = TaskOptions(**options)
+
+        def decorate(f: Callable[P, R]) -> AsyncTaskFunction[P, R]:
+            return AsyncTaskFunction(f, self._enqueue_with, task_options)
+
+        return decorate(fn) if fn is not None else decorate
+
+    # -- reading -----------------------------------------------------------------------------
+    async def get_task(self, task_id: str) -> Task:
+        """The stored task record.
+
+        Raises:
+            TaskNotFoundError: no such task (never enqueued, or purged).
+        """
+        await self.open()
+        [task] = await self.backend.get_tasks([task_id])
+        if task is None:
+            raise TaskNotFoundError(task_id)
+        return task
+
+    async def get_result(self, task_id: str, timeout: float | None = None) -> Any:
+        """Wait for the task to finish and return its value.
+
+        Args:
+            task_id: the id ``enqueue`` returned.
+            timeout: seconds to wait; ``None`` waits as long as it takes, ``0`` checks once.
+
+        Raises:
+            TaskFailedError: the task failed; carries the remote type, message and traceback.
+            TaskCancelledError: the task was cancelled.
+            ResultTimeoutError: still unfinished after ``timeout`` seconds.
+            ResultNotStoredError: it succeeded with ``result_ttl=0``.
+            ResultExpiredError: its result outlived ``result_ttl``.
+            TaskNotFoundError: no such task.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        poll = 0.005
+        while True:
+            task = await self.get_task(task_id)
+            if task.state.is_terminal:
+                return await self._value_of(task)
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                raise ResultTimeoutError(
+                    f"task {task_id} is still {task.state.value} after {timeout} s"
+                )
+            await self._wait_finished(task_id, poll if remaining is None else min(poll, remaining))
+            poll = min(poll * 1.5, _MAX_POLL)
+
+    async def _value_of(self, task: Task) -> Any:
+        error = task.error or ErrorInfo(type="", message="")
+        if task.state is TaskState.FAILED:
+            raise TaskFailedError(task.id, error.type, error.message, error.traceback)
+        if task.state is TaskState.CANCELLED:
+            raise TaskCancelledError(task.id, error.type, error.message, error.traceback)
+        [stored] = await self.backend.get_results([task.id])
+        if stored is not None:
+            return self.serializer.loads(stored.data)
+        if task.result_ttl == 0:
+            raise ResultNotStoredError(f"task {task.id} was enqueued with result_ttl=0")
+        raise ResultExpiredError(
+            f"the result of task {task.id} expired (result_ttl={task.result_ttl} s)"
+        )
+
+    async def _wait_finished(self, task_id: str, timeout: float) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(task_id, []).append(future)
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await future
+        finally:
+            waiters = self._waiters.get(task_id)
+            if waiters is not None:
+                with contextlib.suppress(ValueError):
+                    waiters.remove(future)
+                if not waiters:
+                    del self._waiters[task_id]
+
+    def _wake_waiters(self, task_ids: Sequence[str]) -> None:
+        for task_id in task_ids:
+            for future in self._waiters.get(task_id, ()):
+                if not future.done():
+                    future.set_result(None)
+
+    async def cancel(self, task_id: str) -> bool:
+        """Cancel a task: a queued one never runs; a running one is asked to stop.
+
+        Returns True when the task is now cancelled or its cancellation was requested, False when
+        it had already finished.
+
+        Raises:
+            TaskNotFoundError: no such task.
+        """
+        await self.open()
+        found = await self.backend.cancel(
+            [task_id],
+            error=ErrorInfo(type="omniq.errors.TaskCancelledError", message="cancelled by request"),
+        )
+        if not found:
+            raise TaskNotFoundError(task_id)
+        task = found[0]
+        if task.state is TaskState.CANCELLED:
+            self.events.record(task, EventType.CANCELLED, detail="cancelled by request")
+            self._wake_waiters([task_id])
+            return True
+        return task.cancel_requested
+
+    async def list_tasks(
+        self,
+        *,
+        queue: str | None = None,
+        state: TaskState | str | None = None,
+        limit: int = 100,
+    ) -> list[Task]:
+        """Stored tasks, newest first, optionally of one queue and/or state."""
+        await self.open()
+        return await self.backend.list_tasks(
+            TaskQuery(
+                queues=(queue,) if queue else None,
+                states=(TaskState(state),) if state else None,
+                limit=limit,
+            )
+        )
+
+    async def stats(self, *, queue: str | None = None) -> dict[str, int]:
+        """How many tasks are in each state (all states listed, zeros included)."""
+        await self.open()
+        counts = await self.backend.count_tasks(TaskQuery(queues=(queue,) if queue else None))
+        return {state.value: counts.get(state, 0) for state in TaskState}
+
+    async def worker_counts(self, *, queue: str | None = None) -> dict[str, int]:
+        """How many finished or running tasks each worker id ran (its latest attempt)."""
+        await self.open()
+        return await self.backend.count_by_worker(
+            TaskQuery(
+                queues=(queue,) if queue else None,
+                states=(
+                    TaskState.RUNNING,
+                    TaskState.SUCCESS,
+                    TaskState.FAILED,
+                    TaskState.CANCELLED,
+                ),
+            )
+        )

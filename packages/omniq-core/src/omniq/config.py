@@ -1,0 +1,596 @@
+"""OmniQ settings: one typed, immutable object from arguments, ``OMNIQ_*`` variables, defaults.
+
+Every setting is a field of :class:`Settings`; its environment variable is ``OMNIQ_`` followed by
+the upper-cased field name (``max_workers`` ↔ ``OMNIQ_MAX_WORKERS``). :func:`load_settings` reads
+the variables, applies explicit arguments on top and validates everything with msgspec, so a
+setting's type, constraints and documentation live in one place: its field declaration.
+
+Precedence: explicit argument > environment variable > default.
+
+Example:
+    >>> settings = load_settings({"OMNIQ_MAX_WORKERS": "4"}, log_level="debug")
+    >>> settings.max_workers, settings.log_level
+    (4, 'DEBUG')
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+import msgspec
+import msgspec.inspect as mi
+from msgspec import Meta
+
+from omniq.errors import ConfigError
+
+__all__ = [
+    "ENV_PREFIX",
+    "IGNORED_ENV_PREFIXES",
+    "ComponentName",
+    "LogLevel",
+    "SettingDoc",
+    "Settings",
+    "StorageType",
+    "WorkerType",
+    "load_settings",
+    "settings_markdown_table",
+]
+
+ENV_PREFIX = "OMNIQ_"
+"""Prefix of every OmniQ environment variable."""
+
+IGNORED_ENV_PREFIXES: tuple[str, ...] = ("OMNIQ_TEST_",)
+"""``OMNIQ_*`` variables with these prefixes are not settings (e.g. ``OMNIQ_TEST_REQUIRE_SERVICES``
+used by the test suite) and are neither read nor reported as unknown."""
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+"""A :mod:`logging` level name; input is case-insensitive."""
+
+StorageType = Literal["sqlite", "memory", "file", "s3", "gs", "az", "postgres", "redis", "nats"]
+"""Storage kinds selectable by name through ``OMNIQ_STORAGE_TYPE``."""
+
+WorkerType = Literal["async", "thread", "process", "gevent"]
+"""Executor names selectable through ``OMNIQ_DEFAULT_WORKER``."""
+
+ComponentName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")]
+"""Dotted component name below the ``omniq`` logger, e.g. ``"worker"`` or ``"backend.sqlite"``."""
+
+_URI = Annotated[str, Meta(pattern=r"^[A-Za-z][A-Za-z0-9+.\-]*://")]
+_URI_EXPECTED = "a URI with a scheme, e.g. sqlite:///omniq.db, redis://localhost:6379/0"
+_SECONDS = {"unit": "seconds"}
+
+_OBSTORE_TYPES = frozenset({"memory", "file", "s3", "gs", "az"})
+_SERVER_TYPES = {"postgres": "postgresql", "redis": "redis", "nats": "nats"}
+_DEFAULT_FILE_DIR = "omniq-data"
+
+
+def _cpu_count() -> int:
+    return os.cpu_count() or 1
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Every OmniQ setting, validated and immutable.
+
+    Build it with :func:`load_settings`, which reads ``OMNIQ_*`` variables and validates each
+    value; constructing ``Settings(...)`` directly skips validation. Each attribute's environment
+    variable is ``OMNIQ_`` + its upper-cased name (see :meth:`env_names`); :meth:`describe` lists
+    accepted values, defaults and meanings. ``secret_key`` is never shown by ``repr``/``str``.
+    """
+
+    log_level: Annotated[
+        LogLevel, Meta(description="Level of the `omniq` logger, inherited by every component.")
+    ] = "WARNING"
+    component_log_levels: Annotated[
+        dict[ComponentName, LogLevel],
+        Meta(
+            description=(
+                'Per-component log levels, JSON: `{"worker": "DEBUG", "backend.sqlite": "INFO"}` '
+                "sets loggers `omniq.worker` and `omniq.backend.sqlite`."
+            ),
+            extra={"default_text": "{}"},
+        ),
+    ] = msgspec.field(default_factory=dict)
+    storage_type: Annotated[
+        StorageType,
+        Meta(description="Storage backend to use when `OMNIQ_STORAGE_URL` is not set."),
+    ] = "sqlite"
+    storage_url: Annotated[
+        _URI | None,
+        Meta(
+            description=(
+                "Storage URI (`sqlite:///omniq.db`, `postgresql://…`, `redis://…`, `nats://…`, "
+                "`s3://…`); when set it wins over `OMNIQ_STORAGE_TYPE`."
+            ),
+            extra={"expected": _URI_EXPECTED, "none": "unset"},
+        ),
+    ] = None
+    sqlite_path: Annotated[
+        str,
+        Meta(
+            description=(
+                "SQLite database file used when `OMNIQ_STORAGE_TYPE` is `sqlite` and no URL is set."
+            ),
+            extra={"expected": "a file path"},
+        ),
+    ] = "omniq.db"
+    obstore_uri: Annotated[
+        _URI | None,
+        Meta(
+            description=(
+                "Object-store URI for storage types `memory`, `file`, `s3`, `gs`, `az` "
+                "(e.g. `s3://bucket/prefix`). Unset: `memory://` for `memory`, "
+                "`file://<absolute path of ./omniq-data>` for `file`; "
+                "required for `s3`, `gs`, `az`."
+            ),
+            extra={"expected": "a URI, e.g. memory://, file:///var/omniq, s3://bucket/prefix"},
+        ),
+    ] = None
+    default_worker: Annotated[
+        WorkerType, Meta(description="Executor that runs tasks which do not name one.")
+    ] = "async"
+    max_workers: Annotated[
+        int, Meta(ge=1, description="Maximum number of tasks one worker runs at the same time.")
+    ] = 10
+    thread_workers: Annotated[
+        int, Meta(ge=1, description="Pool size of the `thread` executor.")
+    ] = 10
+    process_workers: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="Pool size of the `process` executor.",
+            extra={"default_text": "CPU count"},
+        ),
+    ] = msgspec.field(default_factory=_cpu_count)
+    gevent_workers: Annotated[
+        int, Meta(ge=1, description="Number of greenlets of the `gevent` executor.")
+    ] = 100
+    task_timeout: Annotated[
+        Annotated[float, Meta(gt=0)] | None,
+        Meta(
+            description="Default time limit of one task attempt; tasks may set their own.",
+            extra={**_SECONDS, "none": "no limit"},
+        ),
+    ] = None
+    retry_attempts: Annotated[
+        int,
+        Meta(ge=0, description="Default number of retries after a failed attempt (0: no retry)."),
+    ] = 0
+    retry_delay: Annotated[
+        float, Meta(ge=0, description="Default delay before a retry.", extra=_SECONDS)
+    ] = 1.0
+    result_ttl: Annotated[
+        Annotated[float, Meta(ge=0)] | None,
+        Meta(
+            description="How long a finished task's result is kept (0: not stored).",
+            extra={**_SECONDS, "none": "keep forever"},
+        ),
+    ] = 86400.0
+    lease_seconds: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description=(
+                "Visibility timeout of a claimed task: if its worker stops renewing the lease "
+                "for this long, another worker may claim it."
+            ),
+            extra=_SECONDS,
+        ),
+    ] = 30.0
+    poll_interval: Annotated[
+        float,
+        Meta(gt=0, description="Longest idle sleep between two claim polls.", extra=_SECONDS),
+    ] = 0.5
+    max_payload_bytes: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="Largest encoded task payload or result accepted, in bytes.",
+        ),
+    ] = 10_485_760
+    shutdown_grace: Annotated[
+        float,
+        Meta(
+            ge=0,
+            description=(
+                "How long a stopping worker lets running tasks finish before cancelling them."
+            ),
+            extra=_SECONDS,
+        ),
+    ] = 30.0
+    retention: Annotated[
+        float,
+        Meta(gt=0, description="How long finished tasks are kept before purge.", extra=_SECONDS),
+    ] = 604_800.0
+    event_retention: Annotated[
+        float,
+        Meta(gt=0, description="How long recorded events are kept.", extra=_SECONDS),
+    ] = 604_800.0
+    events_enabled: Annotated[
+        bool, Meta(description="Record task events in the backend's event store.")
+    ] = True
+    secret_key: Annotated[
+        str | None,
+        Meta(
+            description=(
+                "Key for the HMAC-SHA256 signature of dill payloads; never shown in repr or "
+                "error messages."
+            ),
+            extra={"expected": "a string", "none": "unset", "secret": True},
+        ),
+    ] = None
+    dashboard_enabled: Annotated[bool, Meta(description="Serve the web dashboard.")] = False
+    dashboard_port: Annotated[
+        int, Meta(ge=1, le=65535, description="TCP port of the web dashboard.")
+    ] = 8080
+
+    def __repr__(self) -> str:
+        """Return the constructor-like representation with secret fields redacted."""
+        body = ", ".join(f"{name}={value!r}" for name, value in self.__rich_repr__())
+        return f"{type(self).__name__}({body})"
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        """Return ``(field, value)`` pairs for rich's pretty printer, secrets redacted."""
+        return [
+            (name, "***" if _FIELDS[name].secret and getattr(self, name) is not None else value)
+            for name, value in ((n, getattr(self, n)) for n in self.__struct_fields__)
+        ]
+
+    @classmethod
+    def env_names(cls) -> dict[str, str]:
+        """Map each field name to its environment variable.
+
+        Returns:
+            ``{"log_level": "OMNIQ_LOG_LEVEL", ...}`` in field order.
+        """
+        return {name: info.env for name, info in _FIELDS.items()}
+
+    @classmethod
+    def describe(cls) -> tuple[SettingDoc, ...]:
+        """Document every setting: variable, accepted values, default and meaning.
+
+        Returns:
+            One :class:`SettingDoc` per field, in field order.
+        """
+        return tuple(info.doc for info in _FIELDS.values())
+
+    def resolved_storage_url(self) -> str:
+        """Return the storage URI these settings select.
+
+        ``storage_url`` if set; otherwise built from ``storage_type``: ``sqlite`` →
+        ``sqlite:///{sqlite_path}``; ``memory``/``file``/``s3``/``gs``/``az`` → ``obstore_uri``,
+        or ``memory://`` / ``file://<absolute ./omniq-data>`` by default.
+
+        Returns:
+            A URI whose scheme names the backend plugin.
+
+        Raises:
+            ConfigError: ``storage_type`` is ``postgres``/``redis``/``nats`` (or ``s3``/``gs``/
+                ``az``) and no URI was given for it.
+        """
+        if self.storage_url is not None:
+            return self.storage_url
+        kind = self.storage_type
+        if kind == "sqlite":
+            return f"sqlite:///{self.sqlite_path}"
+        if kind in _OBSTORE_TYPES:
+            if self.obstore_uri is not None:
+                return self.obstore_uri
+            if kind == "memory":
+                return "memory://"
+            if kind == "file":
+                return Path(_DEFAULT_FILE_DIR).resolve().as_uri()
+            raise ConfigError(
+                f"OMNIQ_STORAGE_TYPE={kind!r} needs a location: set OMNIQ_OBSTORE_URI "
+                f"(or OMNIQ_STORAGE_URL) to a {kind}://… URI, e.g. {kind}://bucket/prefix"
+            )
+        scheme = _SERVER_TYPES[kind]
+        raise ConfigError(
+            f"OMNIQ_STORAGE_TYPE={kind!r} needs a server address: set OMNIQ_STORAGE_URL to a "
+            f"{scheme}://… URI, e.g. {scheme}://localhost/…"
+        )
+
+
+class SettingDoc(msgspec.Struct, frozen=True, kw_only=True):
+    """Documentation of one setting, as listed by :meth:`Settings.describe`.
+
+    Attributes:
+        name: field name of :class:`Settings` and keyword of :func:`load_settings`.
+        env: environment variable, e.g. ``"OMNIQ_MAX_WORKERS"``.
+        accepted: the accepted values in words, e.g. ``"an integer ≥ 1"``.
+        default: the default in words, e.g. ``"10"`` or ``"unset"``.
+        description: what the setting does.
+    """
+
+    name: str
+    env: str
+    accepted: str
+    default: str
+    description: str
+
+
+# --------------------------------------------------------------------------- field introspection
+
+
+class _FieldInfo:
+    """What :func:`load_settings` needs to know about one field, derived from its type."""
+
+    __slots__ = (
+        "bool_",
+        "doc",
+        "env",
+        "expected",
+        "literal_case",
+        "mapping",
+        "name",
+        "optional",
+        "secret",
+    )
+
+    def __init__(self, field: mi.Field) -> None:
+        self.name = field.name
+        self.env = ENV_PREFIX + field.name.upper()
+        extra: dict[str, Any] = {}
+        description = ""
+        typ = field.type
+        if isinstance(typ, mi.Metadata):
+            extra = dict(typ.extra or {})
+            description = str((typ.extra_json_schema or {}).get("description", ""))
+            typ = typ.type
+        self.optional = isinstance(typ, mi.UnionType) and any(
+            isinstance(t, mi.NoneType) for t in typ.types
+        )
+        core = _strip_none(typ)
+        self.bool_ = isinstance(core, mi.BoolType)
+        self.mapping = isinstance(core, mi.DictType)
+        self.literal_case: Literal["upper", "lower"] | None = None
+        if isinstance(core, mi.LiteralType):
+            self.literal_case = _literal_case(core)
+        self.secret = bool(extra.get("secret", False))
+        expected = str(extra.get("expected") or _expected(core, unit=extra.get("unit")))
+        if self.optional:
+            expected += f", or none/empty ({extra.get('none', 'unset')})"
+        self.expected = expected
+        self.doc = SettingDoc(
+            name=field.name,
+            env=self.env,
+            accepted=expected,
+            default=str(extra.get("default_text") or _default_text(field.default, extra)),
+            description=description,
+        )
+
+
+_LITERAL_ORDER = {frozenset(get_args(t)): get_args(t) for t in (LogLevel, StorageType, WorkerType)}
+
+
+def _strip_none(typ: mi.Type) -> mi.Type:
+    if isinstance(typ, mi.UnionType):
+        rest = [t for t in typ.types if not isinstance(t, mi.NoneType)]
+        if len(rest) == 1:
+            return rest[0]
+    return typ
+
+
+def _literal_case(typ: mi.LiteralType) -> Literal["upper", "lower"]:
+    return "upper" if all(str(v).isupper() for v in typ.values) else "lower"
+
+
+def _bounds(base: str, typ: mi.IntType | mi.FloatType) -> str:
+    if typ.ge is not None and typ.le is not None:
+        return f"{base} from {typ.ge:g} to {typ.le:g}"
+    parts = [
+        f"{sign} {bound:g}"
+        for sign, bound in (("≥", typ.ge), (">", typ.gt), ("≤", typ.le), ("<", typ.lt))
+        if bound is not None
+    ]
+    return " ".join([base, " and ".join(parts)]) if parts else base
+
+
+def _expected(typ: mi.Type, *, unit: str | None = None) -> str:
+    if isinstance(typ, mi.Metadata):
+        return _expected(typ.type, unit=unit)
+    if isinstance(typ, mi.IntType):
+        return _bounds("an integer", typ)
+    if isinstance(typ, mi.FloatType):
+        return _bounds(f"a number of {unit}" if unit else "a number", typ)
+    if isinstance(typ, mi.BoolType):
+        return "a boolean: true/false, 1/0, yes/no, on/off (case-insensitive)"
+    if isinstance(typ, mi.LiteralType):
+        values = _LITERAL_ORDER.get(frozenset(typ.values), typ.values)  # declared, not sorted
+        return "one of " + ", ".join(str(v) for v in values) + " (case-insensitive)"
+    if isinstance(typ, mi.DictType):
+        return (
+            'a JSON object such as {"worker": "DEBUG"} mapping dotted component names to '
+            + _expected(typ.value_type)
+        )
+    return "a string"
+
+
+def _default_text(default: Any, extra: Mapping[str, Any]) -> str:
+    if default is None:
+        return str(extra.get("none", "unset"))
+    if isinstance(default, bool):
+        return "true" if default else "false"
+    if isinstance(default, float):
+        return f"{default:g}"
+    return str(default)
+
+
+def _field_infos() -> dict[str, _FieldInfo]:
+    info = mi.type_info(Settings)
+    assert isinstance(info, mi.StructType)
+    return {f.name: _FieldInfo(f) for f in info.fields}
+
+
+_FIELDS: dict[str, _FieldInfo] = _field_infos()
+_BY_ENV: dict[str, _FieldInfo] = {info.env: info for info in _FIELDS.values()}
+_BOOL_ALIASES = {"yes": True, "on": True, "no": False, "off": False}
+_NONE_WORDS = frozenset({"", "none", "null"})
+_PATH_RE = re.compile(r"`\$\.([A-Za-z_][A-Za-z0-9_]*)")  # "at `$.f`", "at `key` in `$.f`"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _source(info: _FieldInfo, value: Any, *, from_env: bool) -> str:
+    """Name where a value came from, for messages: ``OMNIQ_X='v'`` or ``argument x='v'``."""
+    shown = "'***'" if info.secret else repr(value)
+    if from_env:
+        return f"{info.env}={shown}"
+    return f"argument {info.name}={shown}"
+
+
+def _normalize(info: _FieldInfo, value: Any) -> Any:
+    """Adapt spellings msgspec does not accept by itself; msgspec does the conversion."""
+    if isinstance(value, str):
+        text = value.strip()
+        word = text.lower()
+        if info.optional and word in _NONE_WORDS:
+            return None
+        if info.bool_:
+            return _BOOL_ALIASES.get(word, text)
+        if info.literal_case is not None:
+            return text.upper() if info.literal_case == "upper" else word
+        return text
+    if info.mapping and isinstance(value, Mapping):
+        return {
+            (k.strip().removeprefix("omniq.") if isinstance(k, str) else k): (
+                v.strip().upper() if isinstance(v, str) else v
+            )
+            for k, v in value.items()
+        }
+    return value
+
+
+def _suggest(name: str, candidates: list[str], prefix: str = "") -> str:
+    """Suggest close matches of ``name``, comparing the parts after the shared ``prefix``."""
+    stems = {c.removeprefix(prefix): c for c in candidates}
+    matches = difflib.get_close_matches(name.removeprefix(prefix), list(stems), n=3, cutoff=0.6)
+    if matches:
+        return "did you mean " + " or ".join(stems[m] for m in matches) + "?"
+    return "no such setting; known names: " + ", ".join(candidates)
+
+
+def load_settings(env: Mapping[str, str] | None = None, /, **overrides: Any) -> Settings:
+    """Build validated :class:`Settings` from arguments, ``OMNIQ_*`` variables and defaults.
+
+    Precedence: explicit argument > environment variable > default. Every ``OMNIQ_*`` variable
+    must name a setting (except those under :data:`IGNORED_ENV_PREFIXES`), so a misspelling such
+    as ``OMNIQ_MAX_WORKER`` is an error instead of silently doing nothing. Problems are collected
+    and reported together.
+
+    String values (from the environment, or passed as arguments) are stripped; enumerations are
+    case-insensitive; booleans accept true/false/1/0/yes/no/on/off; optional settings take
+    ``""``, ``"none"`` or ``"null"`` for None; ``OMNIQ_COMPONENT_LOG_LEVELS`` is a JSON object.
+
+    Args:
+        env: the variables to read; ``os.environ`` when omitted. Pass ``{}`` for pure defaults.
+        **overrides: settings by field name, as Python values (``max_workers=4``). ``None`` means
+            "not given" and is skipped, so an argument cannot reset an optional setting to None.
+
+    Returns:
+        The validated, immutable settings.
+
+    Raises:
+        ConfigError: an unknown ``OMNIQ_*`` variable or argument, or a value that is not
+            accepted; the message names each variable (or argument) and what it accepts.
+    """
+    source_env: Mapping[str, str] = os.environ if env is None else env
+    problems: list[str] = []
+    data: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    env_names = list(_BY_ENV)
+    overridden = {name for name, value in overrides.items() if value is not None}
+
+    for key in sorted(source_env):
+        upper = key.upper()
+        if not upper.startswith(ENV_PREFIX) or upper.startswith(IGNORED_ENV_PREFIXES):
+            continue
+        info = _BY_ENV.get(key)
+        if info is None:
+            if upper in _BY_ENV:
+                problems.append(
+                    f"{key} is not an OmniQ variable: names are upper-case, use {upper}"
+                )
+            else:
+                problems.append(
+                    f"unknown environment variable {key}: {_suggest(upper, env_names, ENV_PREFIX)}"
+                )
+            continue
+        if info.name in overridden:  # the argument wins; its variable is not even parsed
+            continue
+        raw = source_env[key]
+        sources[info.name] = _source(info, raw, from_env=True)
+        value: Any = raw
+        if info.mapping:
+            text = raw.strip()
+            try:
+                value = msgspec.json.decode(text) if text else {}
+            except msgspec.DecodeError as exc:
+                problems.append(
+                    f"{sources[info.name]} is invalid: not JSON ({exc}); expected {info.expected}"
+                )
+                continue
+        data[info.name] = _normalize(info, value)
+
+    for name, value in overrides.items():
+        field_info = _FIELDS.get(name)
+        if field_info is None:
+            problems.append(f"unknown argument {name!r}: {_suggest(name, list(_FIELDS))}")
+            continue
+        if value is None:
+            continue
+        sources[name] = _source(field_info, value, from_env=False)
+        data[name] = _normalize(field_info, value)
+
+    settings: Settings | None = None
+    error: msgspec.ValidationError | None = None
+    while settings is None:
+        try:
+            settings = msgspec.convert(data, Settings, strict=False)
+        except msgspec.ValidationError as exc:
+            error = exc
+            match = _PATH_RE.search(str(exc))
+            bad = match.group(1) if match else None
+            if bad is None or bad not in data:  # pragma: no cover - msgspec always names the path
+                raise ConfigError(f"invalid OmniQ settings: {exc}") from exc
+            info = _FIELDS[bad]
+            detail = ""
+            if info.mapping:
+                detail = (
+                    " (a key is not a dotted component name like backend.sqlite)"
+                    if "at `key`" in str(exc)
+                    else " (" + str(exc).split(" - at `", 1)[0] + ")"
+                )
+            problems.append(f"{sources[bad]} is invalid: expected {info.expected}{detail}")
+            del data[bad]
+
+    if problems:
+        message = (
+            problems[0]
+            if len(problems) == 1
+            else "invalid OmniQ settings:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+        raise ConfigError(message) from error
+    return settings
+
+
+def settings_markdown_table() -> str:
+    """Render :meth:`Settings.describe` as the Markdown table of ``docs/configuration.md``.
+
+    Returns:
+        The table, one row per variable, ending with a newline.
+    """
+    rows = [
+        "| Variable | Accepted values | Default | Meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for doc in Settings.describe():
+        cells = (f"`{doc.env}`", doc.accepted, doc.default, doc.description)
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(rows) + "\n"

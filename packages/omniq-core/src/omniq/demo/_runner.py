@@ -1,0 +1,200 @@
+"""The demo: one task per file, two ``omniq worker`` processes plus embedded workers, a live
+progress bar, and a summary of what was computed and who computed it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from omniq._sync_client import TaskQueue
+from omniq.demo.tasks import analyze_file
+from omniq.errors import OmniQError
+
+__all__ = ["demo_files", "run_demo"]
+
+_SKIP_DIRS = {"__pycache__", "site-packages", "dist-packages", ".git"}
+
+
+def demo_files(directory: Path) -> Iterator[Path]:
+    """Every regular file under ``directory`` (skipping caches and installed packages), sorted."""
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
+        for name in sorted(files):
+            path = Path(root, name)
+            if path.is_file() and not path.is_symlink():
+                yield path
+
+
+def _start_workers(url: str, count: int, console: Console) -> list[subprocess.Popen[str]]:
+    procs = []
+    for i in range(count):
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "omniq",
+                    "worker",
+                    "--storage",
+                    url,
+                    "--import",
+                    "omniq.demo.tasks",
+                    "--executor",
+                    "thread",
+                    "--concurrency",
+                    "4",
+                    "--worker-id",
+                    f"demo-worker-{i + 1}:{os.getpid()}",
+                ],
+                stderr=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                text=True,
+            )
+        )
+    for i, proc in enumerate(procs):
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 60
+        for line in proc.stderr:  # wait for the "ready" line
+            if "ready" in line:
+                break
+            if time.monotonic() > deadline:
+                break
+        else:
+            raise OmniQError(f"demo worker {i + 1} exited early (code {proc.wait()})")
+    console.print(
+        f"[dim]started {count} standalone worker process(es): "
+        f"{', '.join(str(p.pid) for p in procs)}[/]"
+    )
+    return procs
+
+
+def _stop_workers(procs: list[subprocess.Popen[str]]) -> list[int | None]:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    codes: list[int | None] = []
+    for proc in procs:
+        try:
+            codes.append(proc.wait(timeout=60))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            codes.append(None)
+    return codes
+
+
+def run_demo(directory: str | None, *, worker_processes: int = 2, keep: bool = False) -> int:
+    """Run the demo and print its summary; returns the exit code (0 when every task ran).
+
+    Args:
+        directory: where the files are; default: the Python standard library's source directory.
+        worker_processes: standalone ``omniq worker`` processes to start beside the embedded ones.
+        keep: keep the temporary SQLite file (its path is printed).
+    """
+    console = Console()
+    root = Path(directory or sysconfig.get_paths()["stdlib"]).resolve()
+    files = [str(p) for p in demo_files(root)]
+    tmp = Path(tempfile.mkdtemp(prefix="omniq-demo-"))
+    url = f"sqlite:///{tmp / 'demo.db'}"
+    console.print(f"[bold]OmniQ demo[/]: {len(files)} files under {root}")
+    console.print(f"[dim]storage: {url}[/]")
+    procs = _start_workers(url, worker_processes, console) if worker_processes else []
+    try:
+        with TaskQueue(storage_url=url, worker_type="thread", max_workers=4) as queue:
+            started = time.perf_counter()
+            ids = queue.enqueue_many(analyze_file, [(f,) for f in files], result_ttl=None)
+            _follow(queue, len(ids), console)
+            elapsed = time.perf_counter() - started
+            results, failures = _collect(queue, ids)
+            per_worker = queue.worker_counts()
+            embedded = queue.async_queue.worker.worker_id if queue.async_queue.worker else ""
+    finally:
+        codes = _stop_workers(procs)
+    _summary(console, results, failures, elapsed, per_worker, embedded, codes)
+    if keep:
+        console.print(f"kept {tmp / 'demo.db'}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0 if all(c == 0 for c in codes) else 1
+
+
+def _follow(queue: TaskQueue, total: int, console: Console) -> None:
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>7.0f} tasks/s"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task("analyzing files", total=total, rate=0.0)
+        start = time.perf_counter()
+        done = 0
+        while done < total:
+            counts = queue.stats()
+            done = counts["success"] + counts["failed"] + counts["cancelled"]
+            rate = done / max(time.perf_counter() - start, 1e-9)
+            progress.update(bar, completed=done, rate=rate)
+            if done < total:
+                time.sleep(0.1)
+
+
+def _collect(queue: TaskQueue, ids: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    results: list[dict[str, Any]] = []
+    failures: list[str] = []
+    for task_id in ids:
+        try:
+            results.append(queue.get_result(task_id, timeout=0))
+        except OmniQError as exc:
+            failures.append(getattr(exc, "remote_message", str(exc)))
+    return results, failures
+
+
+def _summary(
+    console: Console,
+    results: list[dict[str, Any]],
+    failures: list[str],
+    elapsed: float,
+    per_worker: dict[str, int],
+    embedded: str,
+    codes: list[int | None],
+) -> None:
+    words: Counter[str] = Counter()
+    for r in results:
+        words.update(r["counts"])
+    total = len(results) + len(failures)
+    table = Table(title="OmniQ demo summary", show_header=False)
+    table.add_row("files", f"{total:,} ({len(results):,} analyzed, {len(failures):,} failed)")
+    table.add_row("lines", f"{sum(r['lines'] for r in results):,}")
+    table.add_row("words", f"{sum(r['words'] for r in results):,}")
+    table.add_row("bytes", f"{sum(r['bytes'] for r in results):,}")
+    table.add_row("elapsed", f"{elapsed:.2f} s")
+    table.add_row("tasks per second", f"{total / elapsed:,.0f}")
+    table.add_row("top ten words", ", ".join(f"{w} ({n:,})" for w, n in words.most_common(10)))
+    console.print(table)
+    workers = Table("worker", "kind", "tasks")
+    for worker_id, n in sorted(per_worker.items()):
+        kind = "embedded (this process)" if worker_id == embedded else "standalone process"
+        workers.add_row(worker_id, kind, f"{n:,}")
+    console.print(workers)
+    if failures:
+        console.print(f"[yellow]{len(failures)} file(s) could not be analyzed[/] (failed tasks):")
+        for message in failures[:10]:
+            console.print(f"  - {message}")
+        if len(failures) > 10:
+            console.print(f"  … and {len(failures) - 10} more")
+    if any(c != 0 for c in codes):
+        console.print(f"[red]worker exit codes: {codes}[/]")

@@ -1,0 +1,161 @@
+"""Every error OmniQ raises, under one root, :class:`OmniQError`.
+
+Messages say what was wrong and what to do about it. Errors that describe a task's remote
+failure carry data (type path, message, traceback text), never pickles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "BackendError",
+    "BackendNotFoundError",
+    "ConfigError",
+    "DeserializationError",
+    "ExecutorNotFoundError",
+    "LeaseLostError",
+    "NotSupportedError",
+    "OmniQError",
+    "PayloadTooLargeError",
+    "PluginConflictError",
+    "ResultExpiredError",
+    "ResultNotStoredError",
+    "ResultTimeoutError",
+    "SerializationError",
+    "SignatureError",
+    "TaskCancelledError",
+    "TaskFailedError",
+    "TaskNotFoundError",
+    "TaskTimeoutError",
+    "WorkerLostError",
+]
+
+
+class OmniQError(Exception):
+    """Root of every OmniQ error."""
+
+
+class ConfigError(OmniQError, ValueError):
+    """A setting (argument or ``OMNIQ_*`` variable) has a value OmniQ cannot use.
+
+    The message names the variable or argument and the accepted values.
+    """
+
+
+class BackendNotFoundError(OmniQError, LookupError):
+    """No installed plugin serves a storage URI's scheme; the message names the package to install."""
+
+
+class ExecutorNotFoundError(OmniQError, LookupError):
+    """No installed plugin provides the named executor; the message names the package to install."""
+
+
+class PluginConflictError(OmniQError):
+    """Two installed distributions claim the same backend scheme or executor name."""
+
+
+class NotSupportedError(OmniQError):
+    """The backend does not declare the capability an operation needs."""
+
+
+class BackendError(OmniQError):
+    """The backend failed in a way OmniQ cannot hide (connection lost, disk full, corrupt store)."""
+
+
+class SerializationError(OmniQError, ValueError):
+    """A value cannot be encoded for storage; raised in the caller at enqueue time."""
+
+
+class PayloadTooLargeError(SerializationError):
+    """An encoded payload exceeds the configured limit (``OMNIQ_MAX_PAYLOAD_BYTES``)."""
+
+
+class DeserializationError(OmniQError):
+    """Stored bytes cannot be decoded; the task they belong to fails alone."""
+
+
+class SignatureError(DeserializationError):
+    """A dill payload is unsigned or its HMAC-SHA256 signature does not match ``OMNIQ_SECRET_KEY``."""
+
+
+class LeaseLostError(OmniQError):
+    """A finish or lease extension used a stale fencing token: a newer attempt owns the task.
+
+    Attributes:
+        task_ids: ids of the tasks whose operation was rejected.
+    """
+
+    def __init__(self, task_ids: Iterable[str]) -> None:
+        self.task_ids: tuple[str, ...] = tuple(task_ids)
+        super().__init__(
+            f"lease lost for {len(self.task_ids)} task(s): {', '.join(self.task_ids[:5])}"
+            + (" …" if len(self.task_ids) > 5 else "")
+            + "; a newer attempt owns them, this outcome was not recorded"
+        )
+
+
+class TaskNotFoundError(OmniQError, LookupError):
+    """No task with this id exists (never enqueued, or purged by retention)."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(f"no task with id {task_id!r} (never enqueued, or purged by retention)")
+
+
+class ResultNotStoredError(OmniQError, LookupError):
+    """The task succeeded but was enqueued with ``result_ttl=0``, so no result was kept."""
+
+
+class ResultExpiredError(OmniQError, LookupError):
+    """The task's result outlived its ``result_ttl`` and is gone."""
+
+
+class ResultTimeoutError(OmniQError, TimeoutError):
+    """``get_result`` waited ``timeout`` seconds and the task had not finished."""
+
+
+class RemoteTaskError(OmniQError):
+    """Base of errors that describe what happened to a task elsewhere.
+
+    Attributes:
+        task_id: the task's id.
+        remote_type: import path of the exception type raised by the task, e.g. ``"builtins.ValueError"``.
+        remote_message: ``str()`` of that exception.
+        remote_traceback: the formatted traceback text, or ``""``.
+    """
+
+    def __init__(
+        self,
+        task_id: str,
+        remote_type: str,
+        remote_message: str,
+        remote_traceback: str = "",
+    ) -> None:
+        self.task_id = task_id
+        self.remote_type = remote_type
+        self.remote_message = remote_message
+        self.remote_traceback = remote_traceback
+        super().__init__(f"task {task_id} failed: {remote_type}: {remote_message}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            type(self),
+            (self.task_id, self.remote_type, self.remote_message, self.remote_traceback),
+        )
+
+
+class TaskFailedError(RemoteTaskError):
+    """The task ended in the ``failed`` state; ``remote_*`` describe its last error."""
+
+
+class TaskCancelledError(RemoteTaskError):
+    """The task was cancelled before it produced a result."""
+
+
+class TaskTimeoutError(OmniQError, TimeoutError):
+    """Raised inside the worker when a task exceeds its ``timeout`` (seconds)."""
+
+
+class WorkerLostError(OmniQError):
+    """Recorded when a task's worker died or vanished and its lease expired."""

@@ -1,0 +1,81 @@
+"""The executor protocol: how a worker hands one function call to an execution model."""
+
+from __future__ import annotations
+
+import abc
+import inspect
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import msgspec
+
+from omniq._context import TaskContext
+
+__all__ = ["Call", "Executor", "is_async_callable"]
+
+
+def is_async_callable(fn: Callable[..., Any]) -> bool:
+    """True when calling ``fn`` returns a coroutine (``async def``, also behind ``functools.partial``)."""
+    while hasattr(fn, "func") and not inspect.isfunction(fn):  # functools.partial
+        fn = fn.func
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - callable objects with async __call__
+    )
+
+
+class Call(msgspec.Struct, kw_only=True):
+    """One function call to run.
+
+    Attributes:
+        fn: the task's function.
+        args: positional arguments.
+        kwargs: keyword arguments.
+        timeout: seconds the call may take, or ``None``.
+        context: the task's :class:`~omniq._context.TaskContext` (its cancel token is set on
+            timeout or cancellation).
+    """
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    timeout: float | None
+    context: TaskContext
+
+
+class Executor(abc.ABC):
+    """Runs calls; one instance per worker, with ``concurrency`` slots.
+
+    The worker never hands an executor more than ``concurrency`` calls at once. ``run`` must raise
+    :class:`~omniq.errors.TaskTimeoutError` when ``call.timeout`` elapses, re-raise the function's
+    own exception unchanged, and, when the awaiting coroutine is cancelled, stop the call as far as
+    the execution model allows and set ``call.context.cancel_event``.
+
+    Args:
+        concurrency: how many calls may run at once (>= 1).
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, *, concurrency: int) -> None:
+        if concurrency < 1:
+            raise ValueError(f"{type(self).__name__}: concurrency must be >= 1, got {concurrency}")
+        self.concurrency = concurrency
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Prepare resources (pools, children). Called once before the first ``run``."""
+
+    @abc.abstractmethod
+    async def run(self, call: Call) -> Any:
+        """Run ``call`` and return the function's return value."""
+
+    @property
+    @abc.abstractmethod
+    def in_flight(self) -> int:
+        """Slots in use, including calls that timed out but cannot be stopped yet (threads)."""
+
+    def available(self) -> int:
+        """Free slots: how many more calls the worker may hand over now."""
+        return max(0, self.concurrency - self.in_flight)
+
+    async def shutdown(self) -> None:  # noqa: B027 - optional hook
+        """Release resources; running calls have already been awaited or cancelled."""

@@ -1,0 +1,77 @@
+"""The ``async`` executor: coroutines run on the worker's own event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from omniq._context import reset_current_task, set_current_task
+from omniq.errors import TaskTimeoutError
+from omniq.executors._base import Call, Executor, is_async_callable
+from omniq.executors._threads import DaemonThreadPool
+
+__all__ = ["AsyncExecutor"]
+
+
+async def _await_future(call: Call, future: asyncio.Future[Any]) -> Any:
+    """Await a thread's result with the call's timeout; on timeout or cancel, signal the thread."""
+    try:
+        async with asyncio.timeout(call.timeout):
+            return await asyncio.shield(future)
+    except TimeoutError:
+        call.context.cancel_event.set()
+        if future.done() and future.exception() is None:
+            return future.result()
+        raise TaskTimeoutError(f"task exceeded its timeout of {call.timeout} s") from None
+    except asyncio.CancelledError:
+        call.context.cancel_event.set()
+        raise
+
+
+class AsyncExecutor(Executor):
+    """Runs ``async def`` tasks as coroutines on the worker loop, ``concurrency`` at a time.
+
+    A timeout or cancellation cancels the coroutine. A plain (sync) function routed here runs on a
+    helper daemon thread so it never blocks the loop (heartbeats keep flowing).
+    """
+
+    name = "async"
+
+    def __init__(self, *, concurrency: int) -> None:
+        super().__init__(concurrency=concurrency)
+        self._threads = DaemonThreadPool(concurrency, name="omniq-async-sync")
+        self._coroutines = 0
+
+    @property
+    def in_flight(self) -> int:
+        return self._coroutines + self._threads.busy
+
+    async def run(self, call: Call) -> Any:
+        if not is_async_callable(call.fn):
+            return await _await_future(
+                call, self._threads.submit(lambda: _run_sync_in_context(call))
+            )
+        token = set_current_task(call.context)
+        self._coroutines += 1
+        try:
+            async with asyncio.timeout(call.timeout) as scope:
+                return await call.fn(*call.args, **call.kwargs)
+        except TimeoutError:
+            if scope.expired():
+                call.context.cancel_event.set()
+                raise TaskTimeoutError(f"task exceeded its timeout of {call.timeout} s") from None
+            raise
+        except asyncio.CancelledError:
+            call.context.cancel_event.set()
+            raise
+        finally:
+            self._coroutines -= 1
+            reset_current_task(token)
+
+    async def shutdown(self) -> None:
+        self._threads.shutdown()
+
+
+def _run_sync_in_context(call: Call) -> Any:
+    set_current_task(call.context)
+    return call.fn(*call.args, **call.kwargs)

@@ -1,0 +1,244 @@
+"""The records OmniQ stores: tasks, results, schedules and events (``msgspec.Struct``).
+
+All times are POSIX timestamps in seconds (``float``, UTC). Durations are seconds. A backend stores
+these records and indexes a few fields; payloads (``Task.payload``, ``StoredResult.data``) are opaque
+bytes produced by :mod:`omniq.serialization`.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "TERMINAL_STATES",
+    "ErrorInfo",
+    "EventType",
+    "Schedule",
+    "StoredResult",
+    "Task",
+    "TaskEvent",
+    "TaskResult",
+    "TaskState",
+]
+
+
+class TaskState(enum.StrEnum):
+    """Where a task is in its life; see ``docs/task-states.md`` for every allowed transition."""
+
+    PENDING = "pending"
+    """Due now; any worker serving its queue may claim it."""
+    SCHEDULED = "scheduled"
+    """Delayed (``delay``/``eta``) or waiting for a retry; claimable once ``run_at`` has passed."""
+    WAITING = "waiting"
+    """Waiting for parent tasks to succeed (dependencies)."""
+    RUNNING = "running"
+    """Claimed by a worker under a lease."""
+    SUCCESS = "success"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for ``success``, ``failed`` and ``cancelled``: the task will never run again."""
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES: frozenset[TaskState] = frozenset(
+    {TaskState.SUCCESS, TaskState.FAILED, TaskState.CANCELLED}
+)
+
+
+class EventType(enum.StrEnum):
+    """What happened to a task; one :class:`TaskEvent` is recorded per occurrence."""
+
+    ENQUEUED = "enqueued"
+    EXECUTING = "executing"
+    COMPLETE = "complete"
+    ERROR = "error"
+    RETRY = "retry"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    LEASE_EXPIRED = "lease_expired"
+    """The worker holding the task stopped heartbeating (killed, frozen, network cut)."""
+    RELEASED = "released"
+    """A worker shutting down gave the task back unfinished, without counting an attempt."""
+
+
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """An exception stored as data.
+
+    Attributes:
+        type: import path of the exception class, e.g. ``"builtins.ValueError"``.
+        message: ``str(exception)``.
+        traceback: formatted traceback text (may be empty).
+    """
+
+    type: str
+    message: str
+    traceback: str = ""
+
+
+class Task(msgspec.Struct, kw_only=True):
+    """One unit of work, as stored by a backend.
+
+    Attributes:
+        id: time-ordered id (UUIDv7 text, sorts by creation time).
+        func: import path ``"package.module:qualname"`` of the function to run.
+        func_bytes: signed dill bytes of the function when it cannot be imported by path
+            (lambdas, closures, ``__main__`` functions), else ``None``.
+        payload: the encoded ``(args, kwargs)`` pair (see :mod:`omniq.serialization`).
+        queue: queue name; workers claim from the queues they serve.
+        priority: higher runs first; FIFO by ``run_at`` then ``id`` within one priority.
+        executor: name of the executor that must run it (``"async"``, ``"thread"``, …), or
+            ``None`` for the worker's default.
+        state: see :class:`TaskState`.
+        run_at: when the task becomes due (seconds since the epoch).
+        created_at: when it was enqueued (seconds since the epoch).
+        attempt: how many times it has been claimed; also the fencing token of the current lease.
+        max_retries: how many times a failure is retried; the task runs at most ``max_retries + 1`` times.
+        retry_delay: seconds to wait before a retry, or ``None`` for the worker default.
+        timeout: seconds one run may take, or ``None`` for no limit.
+        result_ttl: seconds to keep the result; ``None`` forever, ``0`` not at all.
+        idempotency_key: while a task with this key exists, enqueueing another returns it instead.
+        worker_id: the worker holding (or that last held) the task.
+        lease_expires_at: when the current lease ends unless extended.
+        started_at: when the latest attempt started.
+        finished_at: when the task reached a terminal state.
+        error: the latest error (the terminal one for failed tasks).
+        cancel_requested: a cancellation was asked for while the task was running.
+        headers: free text metadata carried with the task.
+    """
+
+    id: str
+    func: str
+    payload: bytes
+    run_at: float
+    created_at: float
+    func_bytes: bytes | None = None
+    queue: str = "default"
+    priority: int = 0
+    executor: str | None = None
+    state: TaskState = TaskState.PENDING
+    attempt: int = 0
+    max_retries: int = 0
+    retry_delay: float | None = None
+    timeout: float | None = None
+    result_ttl: float | None = None
+    idempotency_key: str | None = None
+    worker_id: str | None = None
+    lease_expires_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: ErrorInfo | None = None
+    cancel_requested: bool = False
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class StoredResult(msgspec.Struct, frozen=True, kw_only=True):
+    """A successful task's encoded return value as the backend keeps it.
+
+    Attributes:
+        task_id: the task it belongs to.
+        data: the encoded value (see :mod:`omniq.serialization`).
+        stored_at: when it was written (seconds since the epoch).
+        expires_at: when it stops being readable, or ``None`` to keep forever.
+    """
+
+    task_id: str
+    data: bytes
+    stored_at: float
+    expires_at: float | None = None
+
+
+class TaskResult(msgspec.Struct, kw_only=True):
+    """What a client sees of a finished (or unfinished) task.
+
+    Attributes:
+        task_id: the task's id.
+        state: its state when read.
+        value: the decoded return value (``None`` unless ``state`` is ``success``).
+        error: the last error, if any.
+        attempts: how many times it was claimed.
+        worker_id: the worker that ran the latest attempt.
+        enqueued_at, started_at, finished_at: timestamps in seconds since the epoch.
+    """
+
+    task_id: str
+    state: TaskState
+    value: Any = None
+    error: ErrorInfo | None = None
+    attempts: int = 0
+    worker_id: str | None = None
+    enqueued_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+class ScheduleKind(enum.StrEnum):
+    CRON = "cron"
+    INTERVAL = "interval"
+    ONCE = "once"
+
+
+class Schedule(msgspec.Struct, kw_only=True):
+    """A recurring or one-shot rule that produces tasks (driven by the scheduler loop).
+
+    Attributes:
+        id: stable name of the schedule.
+        func: import path of the function each tick runs.
+        payload: encoded ``(args, kwargs)`` for every produced task.
+        kind: ``cron``, ``interval`` or ``once``.
+        cron: a 5- or 6-field cron expression (``kind == "cron"``).
+        interval: seconds between runs (``kind == "interval"``).
+        timezone: IANA zone name in which ``cron`` is read, e.g. ``"Europe/Paris"``.
+        start_at, end_at: bounds in seconds since the epoch, or ``None``.
+        next_run_at: the next due tick (seconds since the epoch); ``None`` when exhausted.
+        last_run_at: the latest tick that produced a task.
+        queue, executor, priority: copied onto every produced task.
+        jitter: up to this many seconds of random delay added to each produced task.
+        paused: a paused schedule produces nothing until resumed.
+    """
+
+    id: str
+    func: str
+    payload: bytes
+    kind: ScheduleKind
+    cron: str | None = None
+    interval: float | None = None
+    timezone: str = "UTC"
+    start_at: float | None = None
+    end_at: float | None = None
+    next_run_at: float | None = None
+    last_run_at: float | None = None
+    queue: str = "default"
+    executor: str | None = None
+    priority: int = 0
+    jitter: float = 0.0
+    paused: bool = False
+
+
+class TaskEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One thing that happened to a task.
+
+    Attributes:
+        id: time-ordered event id.
+        task_id: the task concerned.
+        type: see :class:`EventType`.
+        at: when it happened (seconds since the epoch).
+        queue: the task's queue.
+        worker_id: the worker involved, if any.
+        attempt: the task's attempt number at the time.
+        detail: short free text (error summary, reason).
+    """
+
+    id: str
+    task_id: str
+    type: EventType
+    at: float
+    queue: str = "default"
+    worker_id: str | None = None
+    attempt: int = 0
+    detail: str = ""

@@ -1,0 +1,49 @@
+"""Worker settings that do not belong to one task."""
+
+from __future__ import annotations
+
+import msgspec
+
+from omniq.config import Settings
+
+__all__ = ["WorkerOptions"]
+
+
+class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """How a worker claims, heartbeats, retries, shuts down and cleans up.
+
+    Attributes:
+        queues: the queues it serves.
+        default_executor: executor for tasks that name none.
+        lease: seconds a claim stays valid without a heartbeat (visibility timeout).
+        poll_interval: longest sleep between claim polls when idle, in seconds.
+        shutdown_grace: seconds running tasks get to finish on shutdown.
+        retry_delay: seconds before a retry, for tasks that set no ``retry_delay``.
+        retention: seconds finished tasks (and their results) are kept before purging.
+        event_retention: seconds events are kept.
+    """
+
+    queues: tuple[str, ...] = ("default",)
+    default_executor: str = "async"
+    lease: float = 30.0
+    poll_interval: float = 0.5
+    shutdown_grace: float = 30.0
+    retry_delay: float = 1.0
+    retention: float = 7 * 86400.0
+    event_retention: float = 7 * 86400.0
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, queues: tuple[str, ...], executor: str
+    ) -> WorkerOptions:
+        """Options from the effective settings, serving ``queues`` with ``executor`` as default."""
+        return cls(
+            queues=queues,
+            default_executor=executor,
+            lease=settings.lease_seconds,
+            poll_interval=settings.poll_interval,
+            shutdown_grace=settings.shutdown_grace,
+            retry_delay=settings.retry_delay,
+            retention=settings.retention,
+            event_retention=settings.event_retention,
+        )

@@ -1,0 +1,110 @@
+"""Running a worker as its own process (``omniq worker``): imports, signals, graceful exit."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+
+from omniq._events import EventRecorder
+from omniq._setup import (
+    create_backend,
+    create_executor,
+    default_concurrency,
+    resolve_secret_key,
+)
+from omniq.config import Settings
+from omniq.errors import ConfigError
+from omniq.serialization import Serializer
+from omniq.worker._options import WorkerOptions
+from omniq.worker._worker import Worker
+
+__all__ = ["import_task_modules", "run_worker"]
+
+log = logging.getLogger("omniq.worker")
+
+
+def import_task_modules(modules: Sequence[str]) -> None:
+    """Import the modules that define the tasks (the current directory is put on ``sys.path``).
+
+    Raises:
+        ConfigError: a module cannot be imported; the message names it and the cause.
+    """
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            raise ConfigError(f"--import {name}: {type(exc).__name__}: {exc}") from exc
+
+
+async def run_worker(
+    settings: Settings,
+    *,
+    queues: Sequence[str],
+    executor: str,
+    concurrency: int | None = None,
+    worker_id: str | None = None,
+    on_ready: Callable[[Worker], None] | None = None,
+) -> int:
+    """Serve tasks until SIGTERM or SIGINT, then drain gracefully; a second signal exits at once.
+
+    Args:
+        settings: effective settings (storage URL, lease, grace, …).
+        queues: queues to serve.
+        executor: the executor to host.
+        concurrency: slots; default from ``OMNIQ_*_WORKERS``.
+        worker_id: the worker's id; default ``host:pid:random``.
+        on_ready: called once the worker is claiming.
+
+    Returns:
+        The process exit code: 0 after a clean drain.
+    """
+    backend = create_backend(settings.resolved_storage_url())
+    await backend.open()
+    try:
+        serializer = Serializer(
+            secret_key=resolve_secret_key(settings, backend),
+            max_payload_bytes=settings.max_payload_bytes,
+        )
+        worker = Worker(
+            backend,
+            executors={
+                executor: create_executor(
+                    executor, concurrency or default_concurrency(settings, executor)
+                )
+            },
+            options=WorkerOptions.from_settings(settings, queues=tuple(queues), executor=executor),
+            serializer=serializer,
+            events=EventRecorder(backend, enabled=settings.events_enabled),
+            worker_id=worker_id,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:
+            if stop.is_set():
+                log.warning("second %s: exiting now", signal.Signals(signum).name)
+                os._exit(128 + signum)
+            log.info(
+                "%s: stopping after running tasks (grace %.0f s)",
+                signal.Signals(signum).name,
+                settings.shutdown_grace,
+            )
+            stop.set()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
+        await worker.start()
+        if on_ready is not None:
+            on_ready(worker)
+        await stop.wait()
+        await worker.stop()
+        return 0
+    finally:
+        await backend.close()

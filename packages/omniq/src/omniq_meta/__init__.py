@@ -1,0 +1,1 @@
+"""Meta-package marker: installing ``omniq`` pulls in omniq-core and the embedded backends."""
