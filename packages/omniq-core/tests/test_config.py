@@ -36,7 +36,7 @@ def test_defaults() -> None:
     assert s.process_workers == (os.cpu_count() or 1)
     assert s.gevent_workers == 100
     assert s.task_timeout is None
-    assert s.retry_attempts == 0
+    assert s.retry_attempts == 3
     assert s.retry_delay == 1.0
     assert s.result_ttl == 86400.0
     assert s.lease_seconds == 30.0

@@ -24,7 +24,7 @@ __all__ = ["TaskQueue"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_EXIT_GRACE = 5.0
+_EXIT_GRACE = 2.0
 """Seconds embedded tasks get to finish when the interpreter exits with the queue still open."""
 
 
@@ -105,6 +105,7 @@ class TaskQueue:
     list_tasks = _blocking(AsyncTaskQueue.list_tasks)
     stats = _blocking(AsyncTaskQueue.stats)
     worker_counts = _blocking(AsyncTaskQueue.worker_counts)
+    list_events = _blocking(AsyncTaskQueue.list_events)
 
     def _enqueue_with(
         self,

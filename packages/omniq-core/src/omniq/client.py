@@ -37,7 +37,7 @@ from omniq.errors import (
     TaskNotFoundError,
 )
 from omniq.logging import configure_logging
-from omniq.models import ErrorInfo, EventType, Task, TaskState
+from omniq.models import ErrorInfo, EventType, Task, TaskEvent, TaskState
 from omniq.serialization import Serializer
 from omniq.worker import Worker, WorkerOptions
 
@@ -525,3 +525,9 @@ class AsyncTaskQueue:
                 ),
             )
         )
+
+    async def list_events(self, *, task_id: str | None = None, limit: int = 100) -> list[TaskEvent]:
+        """Recorded events, oldest first, optionally of one task (buffered events are flushed first)."""
+        await self.open()
+        await self.events.flush()
+        return await self.backend.list_events(task_id=task_id, limit=limit)

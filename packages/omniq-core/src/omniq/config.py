@@ -159,8 +159,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ] = None
     retry_attempts: Annotated[
         int,
-        Meta(ge=0, description="Default number of retries after a failed attempt (0: no retry)."),
-    ] = 0
+        Meta(
+            ge=0,
+            description=(
+                "Default number of retries after a failed attempt, a run lost with its worker "
+                "included; a task runs at most retries + 1 times."
+            ),
+        ),
+    ] = 3
     retry_delay: Annotated[
         float, Meta(ge=0, description="Default delay before a retry.", extra=_SECONDS)
     ] = 1.0

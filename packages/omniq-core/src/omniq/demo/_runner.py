@@ -39,46 +39,30 @@ def demo_files(directory: Path) -> Iterator[Path]:
                 yield path
 
 
-def _start_workers(url: str, count: int, console: Console) -> list[subprocess.Popen[str]]:
+def _start_workers(url: str, count: int, logs: Path, console: Console) -> list[subprocess.Popen[str]]:
     procs = []
     for i in range(count):
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "omniq",
-                    "worker",
-                    "--storage",
-                    url,
-                    "--import",
-                    "omniq.demo.tasks",
-                    "--executor",
-                    "thread",
-                    "--concurrency",
-                    "4",
-                    "--worker-id",
-                    f"demo-worker-{i + 1}:{os.getpid()}",
-                ],
-                stderr=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                text=True,
+        with open(logs / f"worker-{i + 1}.log", "w") as stderr:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "omniq", "worker", "--storage", url,
+                     "--import", "omniq.demo.tasks", "--executor", "thread", "--concurrency", "4",
+                     "--worker-id", f"demo-worker-{i + 1}:{os.getpid()}"],
+                    stderr=stderr,
+                    stdout=subprocess.DEVNULL,
+                    text=True,
+                )
             )
-        )
+    deadline = time.monotonic() + 60
     for i, proc in enumerate(procs):
-        assert proc.stderr is not None
-        deadline = time.monotonic() + 60
-        for line in proc.stderr:  # wait for the "ready" line
-            if "ready" in line:
-                break
-            if time.monotonic() > deadline:
-                break
-        else:
-            raise OmniQError(f"demo worker {i + 1} exited early (code {proc.wait()})")
-    console.print(
-        f"[dim]started {count} standalone worker process(es): "
-        f"{', '.join(str(p.pid) for p in procs)}[/]"
-    )
+        log = logs / f"worker-{i + 1}.log"
+        while "ready" not in log.read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                _stop_workers(procs)
+                raise OmniQError(f"demo worker {i + 1} did not start:\n{log.read_text()}")
+            time.sleep(0.02)
+    console.print(f"[dim]started {count} standalone worker process(es): "
+                  f"{', '.join(str(p.pid) for p in procs)}[/]")
     return procs
 
 
@@ -111,11 +95,14 @@ def run_demo(directory: str | None, *, worker_processes: int = 2, keep: bool = F
     url = f"sqlite:///{tmp / 'demo.db'}"
     console.print(f"[bold]OmniQ demo[/]: {len(files)} files under {root}")
     console.print(f"[dim]storage: {url}[/]")
-    procs = _start_workers(url, worker_processes, console) if worker_processes else []
+    procs = _start_workers(url, worker_processes, tmp, console) if worker_processes else []
     try:
         with TaskQueue(storage_url=url, worker_type="thread", max_workers=4) as queue:
             started = time.perf_counter()
-            ids = queue.enqueue_many(analyze_file, [(f,) for f in files], result_ttl=None)
+            # retries=0: a file that is not UTF-8 text will not become one on a second try
+            ids = queue.enqueue_many(
+                analyze_file, [(f,) for f in files], result_ttl=None, retries=0
+            )
             _follow(queue, len(ids), console)
             elapsed = time.perf_counter() - started
             results, failures = _collect(queue, ids)
@@ -123,7 +110,7 @@ def run_demo(directory: str | None, *, worker_processes: int = 2, keep: bool = F
             embedded = queue.async_queue.worker.worker_id if queue.async_queue.worker else ""
     finally:
         codes = _stop_workers(procs)
-    _summary(console, results, failures, elapsed, per_worker, embedded, codes)
+    _summary(console, root, results, failures, elapsed, per_worker, embedded, codes)
     if keep:
         console.print(f"kept {tmp / 'demo.db'}")
     else:
@@ -165,6 +152,7 @@ def _collect(queue: TaskQueue, ids: list[str]) -> tuple[list[dict[str, Any]], li
 
 def _summary(
     console: Console,
+    root: Path,
     results: list[dict[str, Any]],
     failures: list[str],
     elapsed: float,
@@ -192,9 +180,10 @@ def _summary(
     console.print(workers)
     if failures:
         console.print(f"[yellow]{len(failures)} file(s) could not be analyzed[/] (failed tasks):")
-        for message in failures[:10]:
-            console.print(f"  - {message}")
-        if len(failures) > 10:
-            console.print(f"  … and {len(failures) - 10} more")
+        for message in failures[:8]:
+            console.print(f"  - {message.replace(str(root) + os.sep, '')}", overflow="ellipsis",
+                          no_wrap=True)
+        if len(failures) > 8:
+            console.print(f"  … and {len(failures) - 8} more (omniq tasks list --state failed)")
     if any(c != 0 for c in codes):
         console.print(f"[red]worker exit codes: {codes}[/]")
