@@ -39,7 +39,9 @@ _EnqueueFn = Callable[
 
 
 class _TaskFunctionBase(Generic[P, R]):
-    def __init__(self, fn: Callable[P, R], enqueue: Callable[..., Any], options: TaskOptions) -> None:
+    def __init__(
+        self, fn: Callable[P, R], enqueue: Callable[..., Any], options: TaskOptions
+    ) -> None:
         functools.update_wrapper(self, fn)
         self.__omniq_function__ = fn
         self._enqueue = enqueue
@@ -59,9 +61,7 @@ class AsyncTaskFunction(_TaskFunctionBase[P, R]):
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """Store a task calling this function with these arguments; returns the task id."""
-        task_id: str = await self._enqueue(
-            self.__omniq_function__, args, kwargs, self.task_options
-        )
+        task_id: str = await self._enqueue(self.__omniq_function__, args, kwargs, self.task_options)
         return task_id
 
     def options(self, **options: Any) -> AsyncTaskFunction[P, R]:

@@ -39,15 +39,30 @@ def demo_files(directory: Path) -> Iterator[Path]:
                 yield path
 
 
-def _start_workers(url: str, count: int, logs: Path, console: Console) -> list[subprocess.Popen[str]]:
+def _start_workers(
+    url: str, count: int, logs: Path, console: Console
+) -> list[subprocess.Popen[str]]:
     procs = []
     for i in range(count):
         with open(logs / f"worker-{i + 1}.log", "w") as stderr:
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "omniq", "worker", "--storage", url,
-                     "--import", "omniq.demo.tasks", "--executor", "thread", "--concurrency", "4",
-                     "--worker-id", f"demo-worker-{i + 1}:{os.getpid()}"],
+                    [
+                        sys.executable,
+                        "-m",
+                        "omniq",
+                        "worker",
+                        "--storage",
+                        url,
+                        "--import",
+                        "omniq.demo.tasks",
+                        "--executor",
+                        "thread",
+                        "--concurrency",
+                        "4",
+                        "--worker-id",
+                        f"demo-worker-{i + 1}:{os.getpid()}",
+                    ],
                     stderr=stderr,
                     stdout=subprocess.DEVNULL,
                     text=True,
@@ -61,8 +76,10 @@ def _start_workers(url: str, count: int, logs: Path, console: Console) -> list[s
                 _stop_workers(procs)
                 raise OmniQError(f"demo worker {i + 1} did not start:\n{log.read_text()}")
             time.sleep(0.02)
-    console.print(f"[dim]started {count} standalone worker process(es): "
-                  f"{', '.join(str(p.pid) for p in procs)}[/]")
+    console.print(
+        f"[dim]started {count} standalone worker process(es): "
+        f"{', '.join(str(p.pid) for p in procs)}[/]"
+    )
     return procs
 
 
@@ -181,8 +198,9 @@ def _summary(
     if failures:
         console.print(f"[yellow]{len(failures)} file(s) could not be analyzed[/] (failed tasks):")
         for message in failures[:8]:
-            console.print(f"  - {message.replace(str(root) + os.sep, '')}", overflow="ellipsis",
-                          no_wrap=True)
+            console.print(
+                f"  - {message.replace(str(root) + os.sep, '')}", overflow="ellipsis", no_wrap=True
+            )
         if len(failures) > 8:
             console.print(f"  … and {len(failures) - 8} more (omniq tasks list --state failed)")
     if any(c != 0 for c in codes):
