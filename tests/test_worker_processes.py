@@ -100,7 +100,12 @@ def test_sigterm_past_grace_releases_the_task_without_counting_an_attempt(
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0
         task = queue.get_task(task_id)
-        assert (task.state, task.attempt) == (TaskState.PENDING, 0)
+        assert (task.state, task.attempt, task.released, task.runs_used) == (
+            TaskState.PENDING,
+            1,
+            1,
+            0,
+        )
         events = [e.type for e in queue.list_events(task_id=task_id)]
     assert events.count(EventType.EXECUTING) == 1
 

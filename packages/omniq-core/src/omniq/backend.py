@@ -172,7 +172,8 @@ class Backend(abc.ABC):
 
         Raises:
             omniq.errors.LeaseLostError: naming every pair whose task is no longer ``running`` at
-                that attempt; the other leases are still extended.
+                that attempt; the other leases are still extended, and the ids the call would
+                have returned are on the error's ``cancel_requested``.
         """
 
     @abc.abstractmethod
@@ -193,8 +194,9 @@ class Backend(abc.ABC):
     async def release(self, leases: Sequence[tuple[str, int]]) -> list[str]:
         """Give running tasks back unfinished (graceful shutdown): each becomes ``pending`` now.
 
-        The released attempt is not counted (``attempt`` goes back by one), so a task cut short
-        by a shutdown keeps all its retries. Stale pairs are skipped. Returns the ids released.
+        ``attempt`` is kept (fencing tokens never repeat) and ``released`` grows by one, so a
+        task cut short by a shutdown keeps all its retries. Stale pairs are skipped. Returns the
+        ids released.
         """
 
     @abc.abstractmethod
@@ -203,8 +205,9 @@ class Backend(abc.ABC):
 
         Each ``running`` task with ``lease_expires_at < now`` becomes ``pending`` again with
         ``error`` set to a worker-lost :class:`~omniq.models.ErrorInfo` (the lost run counts as an
-        attempt), or ``failed`` when ``attempt > max_retries`` (no runs left). Atomic per task,
-        safe to call from any number of workers at once. Returns the tasks as they now are.
+        attempt), or ``failed`` when ``attempt - released > max_retries`` (no runs left), or
+        ``cancelled`` when its cancellation had been requested. Atomic per task, safe to call
+        from any number of workers at once. Returns the tasks as they now are.
         """
 
     @abc.abstractmethod

@@ -84,10 +84,13 @@ class LeaseLostError(OmniQError):
 
     Attributes:
         task_ids: ids of the tasks whose operation was rejected.
+        cancel_requested: for ``extend_leases``, ids among the *valid* leases whose cancellation
+            was requested (what the call would have returned had no lease been lost).
     """
 
-    def __init__(self, task_ids: Iterable[str]) -> None:
+    def __init__(self, task_ids: Iterable[str], *, cancel_requested: Iterable[str] = ()) -> None:
         self.task_ids: tuple[str, ...] = tuple(task_ids)
+        self.cancel_requested: tuple[str, ...] = tuple(cancel_requested)
         super().__init__(
             f"lease lost for {len(self.task_ids)} task(s): {', '.join(self.task_ids[:5])}"
             + (" …" if len(self.task_ids) > 5 else "")

@@ -110,6 +110,9 @@ class Task(msgspec.Struct, kw_only=True):
         error: the latest error (the terminal one for failed tasks).
         cancel_requested: a cancellation was asked for while the task was running.
         headers: free text metadata carried with the task.
+        released: runs given back unfinished by a graceful worker shutdown. They still advance
+            ``attempt`` (the fencing token never repeats) but do not count against
+            ``max_retries``: runs used = ``attempt - released``.
     """
 
     id: str
@@ -135,6 +138,12 @@ class Task(msgspec.Struct, kw_only=True):
     error: ErrorInfo | None = None
     cancel_requested: bool = False
     headers: dict[str, str] = msgspec.field(default_factory=dict)
+    released: int = 0
+
+    @property
+    def runs_used(self) -> int:
+        """Runs that count against ``max_retries`` (claims minus graceful releases)."""
+        return self.attempt - self.released
 
 
 class StoredResult(msgspec.Struct, frozen=True, kw_only=True):

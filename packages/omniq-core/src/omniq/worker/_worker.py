@@ -97,6 +97,7 @@ class Worker:
         self._outcome_ready = asyncio.Event()
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        self._claimer: asyncio.Task[None] | None = None
         self._starting = 0  # claimed tasks not yet handed to their executor
         self._stopping = False
         self._started = False
@@ -110,8 +111,8 @@ class Worker:
         for executor in self.executors.values():
             await executor.start()
         self._events.start()
+        self._claimer = asyncio.create_task(self._claim_loop(), name="omniq-worker-claim")
         for coro, name in (
-            (self._claim_loop(), "claim"),
             (self._heartbeat_loop(), "heartbeat"),
             (self._finish_loop(), "finish"),
             (self._janitor_loop(), "janitor"),
@@ -139,6 +140,9 @@ class Worker:
             return
         self._stopping = True
         self._wake.set()
+        # Let a claim in flight complete and start its tasks, so none is left claimed but unknown.
+        if self._claimer is not None:
+            await self._claimer
         grace = self.options.shutdown_grace if grace is None else grace
         running = list(self._running.values())
         if running:
@@ -236,6 +240,15 @@ class Worker:
         return self.executors[task.executor or self.options.default_executor]
 
     async def _execute(self, task: Task) -> None:
+        try:
+            await self._run_and_record(task)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug of ours must not leave the task held forever
+            log.exception("internal error while running task %s", task.id)
+            self._fail(task, error_info(exc), retry=True)
+
+    async def _run_and_record(self, task: Task) -> None:
         context = TaskContext(
             task_id=task.id, attempt=task.attempt, queue=task.queue, worker_id=self.worker_id
         )
@@ -302,7 +315,7 @@ class Worker:
     def _fail(self, task: Task, error: ErrorInfo, *, retry: bool) -> None:
         now = self.backend.clock.now()
         detail = f"{error.type}: {error.message}"
-        if retry and task.attempt <= task.max_retries:
+        if retry and task.runs_used <= task.max_retries:
             delay = task.retry_delay if task.retry_delay is not None else self.options.retry_delay
             self.counters["retried"] += 1
             self._events.record(task, EventType.RETRY, worker_id=self.worker_id, detail=detail)
@@ -384,7 +397,7 @@ class Worker:
             try:
                 to_cancel = await self.backend.extend_leases(leases, lease=self.options.lease)
             except LeaseLostError as exc:
-                to_cancel = []
+                to_cancel = list(exc.cancel_requested)
                 for task_id in exc.task_ids:
                     self._held.pop(task_id, None)
                     self._stop(task_id, _LEASE_LOST)

@@ -1,0 +1,354 @@
+"""The backend's operations as plain synchronous functions of a ``sqlite3.Connection``.
+
+:class:`~omniq_sqlite.backend.SQLiteBackend` runs each of them as one call on the connection's
+aiosqlite thread, so a write transaction (``BEGIN IMMEDIATE`` … ``COMMIT``) is never interleaved
+with another coroutine's statements and never held open across an ``await``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from omniq.backend import Outcome, TaskQuery
+from omniq.models import ErrorInfo, StoredResult, Task, TaskEvent, TaskState
+from omniq_sqlite._queries import MAX_UNION_QUEUES
+from omniq_sqlite._queries import QUERIES as Q
+from omniq_sqlite._rows import (
+    DESERIALIZATION_ERROR,
+    RowDecodeError,
+    decode_event,
+    decode_result,
+    decode_task,
+    encode_event,
+    encode_task,
+    error_columns,
+    json_list,
+    salvage_task,
+)
+
+log = logging.getLogger("omniq.backend.sqlite")
+
+WORKER_LOST_ERROR = "omniq.errors.WorkerLostError"
+PURGE_BATCH = 5000
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` (take the write lock now, waiting up to busy_timeout) … ``COMMIT``."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _decode_all(rows: Sequence[Sequence[object]]) -> list[Task]:
+    """Decode rows for reading; an undecodable row is returned salvaged, never raised."""
+    tasks = []
+    for row in rows:
+        try:
+            tasks.append(decode_task(row))
+        except RowDecodeError as exc:
+            log.warning("%s (shown as failed)", exc)
+            tasks.append(salvage_task(row, exc))
+    return tasks
+
+
+# -- tasks ------------------------------------------------------------------------------------
+def enqueue(conn: sqlite3.Connection, tasks: Sequence[Task]) -> list[Task]:
+    rows = [encode_task(t) for t in tasks]
+    with write_transaction(conn):
+        if len(rows) > 1:
+            # Fast path: one executemany; if every row went in, the inputs are what is stored.
+            conn.execute("SAVEPOINT omniq_enqueue")
+            if conn.executemany(Q.insert_task, rows).rowcount == len(rows):
+                conn.execute("RELEASE omniq_enqueue")
+                return list(tasks)
+            conn.execute("ROLLBACK TO omniq_enqueue")
+            conn.execute("RELEASE omniq_enqueue")
+        # Some inputs already exist: insert one by one to learn which, then read the others.
+        inserted = [conn.execute(Q.insert_task, row).rowcount == 1 for row in rows]
+        out: list[Task] = []
+        for task, was_inserted in zip(tasks, inserted, strict=True):
+            if was_inserted:
+                out.append(task)
+                continue
+            row = conn.execute(Q.get_task_by_id, (task.id,)).fetchone()
+            if row is None and task.idempotency_key is not None:
+                row = conn.execute(Q.get_task_by_key, (task.idempotency_key,)).fetchone()
+            if row is None:  # pragma: no cover - a constraint we do not know about
+                raise sqlite3.IntegrityError(f"task {task.id!r} was neither inserted nor found")
+            out.extend(_decode_all([row]))
+        return out
+
+
+def claim(
+    conn: sqlite3.Connection,
+    *,
+    now: float,
+    queues: Sequence[str],
+    worker_id: str,
+    limit: int,
+    lease: float,
+    executors: Sequence[str] | None,
+) -> list[Task]:
+    probe_sql = Q.claim_probe_one if len(queues) == 1 else Q.claim_probe_many
+    params: dict[str, object] = {
+        "queue": queues[0],
+        "queues": json_list(queues),
+        "executors": json_list(executors),
+        "now": now,
+        "worker_id": worker_id,
+        "lease_expires_at": now + lease,
+        "limit": limit,
+    }
+    if 1 < len(queues) <= MAX_UNION_QUEUES:
+        params.update({f"queue_{i}": q for i, q in enumerate(queues)})
+    # Idle pollers only read: the write lock is taken only when something is due.
+    if conn.execute(probe_sql, params).fetchone() is None:
+        return []
+    tasks: list[Task] = []
+    with write_transaction(conn):
+        for row in conn.execute(Q.claim(len(queues)), params).fetchall():
+            try:
+                tasks.append(decode_task(row))
+            except RowDecodeError as exc:
+                log.error("%s; failing it without running it", exc)
+                conn.execute(
+                    Q.fail_undecodable,
+                    {
+                        "task_id": row[0],
+                        "now": now,
+                        "error_type": DESERIALIZATION_ERROR,
+                        "error_message": f"{exc}; the task was failed without running",
+                    },
+                )
+    # RETURNING order is undefined: restore claim order.
+    tasks.sort(key=lambda t: (-t.priority, t.run_at, t.id))
+    return tasks
+
+
+def extend_leases(
+    conn: sqlite3.Connection, leases: Sequence[tuple[str, int]], *, expires_at: float
+) -> tuple[list[str], list[str]]:
+    """Return ``(cancel_requested_ids, stale_ids)``."""
+    cancel: list[str] = []
+    stale: list[str] = []
+    with write_transaction(conn):
+        for task_id, attempt in leases:
+            row = conn.execute(
+                Q.extend_lease,
+                {"task_id": task_id, "attempt": attempt, "lease_expires_at": expires_at},
+            ).fetchone()
+            if row is None:
+                stale.append(task_id)
+            elif row[0]:
+                cancel.append(task_id)
+    return cancel, stale
+
+
+def finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome], *, now: float) -> list[str]:
+    """Apply outcomes; return the ids of the stale ones (not applied)."""
+    stale: list[str] = []
+    with write_transaction(conn):
+        for o in outcomes:
+            etype, emessage, etraceback = error_columns(o.error)
+            params = {
+                "task_id": o.task_id,
+                "attempt": o.attempt,
+                "state": str(o.state),
+                "finished_at": o.finished_at,
+                "retry_at": o.retry_at,
+                "error_type": etype,
+                "error_message": emessage,
+                "error_traceback": etraceback,
+            }
+            sql = Q.finish_retry if o.state == TaskState.SCHEDULED else Q.finish_terminal
+            if conn.execute(sql, params).rowcount != 1:
+                stale.append(o.task_id)
+                continue
+            if o.state == TaskState.SUCCESS and o.result is not None:
+                conn.execute(
+                    Q.put_result,
+                    {
+                        "task_id": o.task_id,
+                        "data": o.result,
+                        "stored_at": now,
+                        "expires_at": o.result_expires_at,
+                    },
+                )
+    return stale
+
+
+def release(
+    conn: sqlite3.Connection, leases: Sequence[tuple[str, int]], *, now: float
+) -> list[str]:
+    released: list[str] = []
+    with write_transaction(conn):
+        for task_id, attempt in leases:
+            params = {"task_id": task_id, "attempt": attempt, "now": now}
+            if conn.execute(Q.release_task, params).rowcount == 1:
+                released.append(task_id)
+    return released
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "an unknown time"
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+def requeue_expired(conn: sqlite3.Connection, *, now: float, limit: int) -> list[Task]:
+    # Lock-free probe first, as in claim: most calls find nothing.
+    if not conn.execute(Q.select_expired, {"now": now, "limit": 1}).fetchall():
+        return []
+    rows = []
+    with write_transaction(conn):
+        for task_id, attempt, released, max_retries, worker_id, expired_at, cancel in conn.execute(
+            Q.select_expired, {"now": now, "limit": limit}
+        ).fetchall():
+            message = (
+                f"worker {worker_id} stopped heartbeating; lease expired at {_when(expired_at)}"
+            )
+            state = "pending"
+            if cancel:
+                state, message = "cancelled", message + "; its cancellation had been requested"
+            elif attempt - released > max_retries:
+                state = "failed"
+                message += f"; no retries left after {attempt - released} run(s)"
+            row = conn.execute(
+                Q.requeue_task,
+                {
+                    "task_id": task_id,
+                    "attempt": attempt,
+                    "now": now,
+                    "state": state,
+                    "finished_at": None if state == "pending" else now,
+                    "error_type": WORKER_LOST_ERROR,
+                    "error_message": message,
+                },
+            ).fetchone()
+            if row is not None:
+                rows.append(row)
+                log.warning("task %s: %s", task_id, message)
+    return _decode_all(rows)
+
+
+def cancel(
+    conn: sqlite3.Connection, task_ids: Sequence[str], *, error: ErrorInfo, now: float
+) -> list[Task]:
+    ids = json_list(task_ids)
+    with write_transaction(conn):
+        conn.execute(
+            Q.cancel_queued,
+            {
+                "ids": ids,
+                "now": now,
+                "error_type": error.type,
+                "error_message": error.message,
+                "error_traceback": error.traceback,
+            },
+        )
+        conn.execute(Q.cancel_running, {"ids": ids})
+        rows = conn.execute(Q.get_tasks, {"ids": ids}).fetchall()
+    by_id = {t.id: t for t in _decode_all(rows)}
+    return [by_id[i] for i in task_ids if i in by_id]
+
+
+# -- reads ------------------------------------------------------------------------------------
+def get_tasks(conn: sqlite3.Connection, task_ids: Sequence[str]) -> list[Task | None]:
+    rows = conn.execute(Q.get_tasks, {"ids": json_list(task_ids)}).fetchall()
+    by_id = {t.id: t for t in _decode_all(rows)}
+    return [by_id.get(i) for i in task_ids]
+
+
+def _where(query: TaskQuery) -> tuple[str, dict[str, object]]:
+    parts: list[str] = []
+    params: dict[str, object] = {"limit": query.limit}
+    if query.states is not None:
+        parts.append(Q.filter_states)
+        params["states"] = json_list([str(s) for s in query.states])
+    if query.queues is not None:
+        parts.append(Q.filter_queues)
+        params["queues"] = json_list(query.queues)
+    if query.worker_id is not None:
+        parts.append(Q.filter_worker)
+        params["worker_id"] = query.worker_id
+    if query.before_id is not None:
+        parts.append(Q.filter_before)
+        params["before_id"] = query.before_id
+    return (" AND ".join(parts) or "1"), params
+
+
+def list_tasks(conn: sqlite3.Connection, query: TaskQuery) -> list[Task]:
+    where, params = _where(query)
+    rows = conn.execute(Q.list_tasks.replace("{where}", where), params).fetchall()
+    return _decode_all(rows)
+
+
+def count_tasks(conn: sqlite3.Connection, query: TaskQuery) -> dict[TaskState, int]:
+    where, params = _where(query)
+    counts: dict[TaskState, int] = {}
+    for state, n in conn.execute(Q.count_tasks.replace("{where}", where), params):
+        try:
+            counts[TaskState(state)] = n
+        except ValueError:
+            log.warning("%d task(s) have unknown state %r (not counted)", n, state)
+    return counts
+
+
+def count_by_worker(conn: sqlite3.Connection, query: TaskQuery) -> dict[str, int]:
+    where, params = _where(query)
+    return dict(conn.execute(Q.count_by_worker.replace("{where}", where), params).fetchall())
+
+
+def get_results(
+    conn: sqlite3.Connection, task_ids: Sequence[str], *, now: float
+) -> list[StoredResult | None]:
+    rows = conn.execute(Q.get_results, {"ids": json_list(task_ids), "now": now}).fetchall()
+    by_id = {r[0]: decode_result(r) for r in rows}
+    return [by_id.get(i) for i in task_ids]
+
+
+# -- events -----------------------------------------------------------------------------------
+def append_events(conn: sqlite3.Connection, events: Sequence[TaskEvent]) -> None:
+    rows = [encode_event(e) for e in events]
+    with write_transaction(conn):
+        conn.executemany(Q.insert_event, rows)
+
+
+def list_events(conn: sqlite3.Connection, *, task_id: str | None, limit: int) -> list[TaskEvent]:
+    if task_id is None:
+        rows = conn.execute(Q.list_events, {"limit": limit}).fetchall()
+    else:
+        rows = conn.execute(Q.list_task_events, {"task_id": task_id, "limit": limit}).fetchall()
+    events = []
+    for row in rows:
+        event = decode_event(row)
+        if event is None:
+            log.warning("event %s has unknown type %r (skipped)", row[0], row[2])
+        else:
+            events.append(event)
+    return events
+
+
+# -- housekeeping -----------------------------------------------------------------------------
+def purge_step(
+    conn: sqlite3.Connection, *, finished_before: float, events_before: float, now: float
+) -> tuple[int, int, bool]:
+    """Delete one bounded batch of each kind; return ``(tasks, events, more_left)``."""
+    batch = {"batch": PURGE_BATCH}
+    with write_transaction(conn):
+        ids = conn.execute(Q.purge_tasks, {**batch, "before": finished_before}).fetchall()
+        conn.executemany(Q.delete_result, ids)
+        results = conn.execute(Q.purge_expired_results, {**batch, "now": now}).rowcount
+        events = conn.execute(Q.purge_events, {**batch, "before": events_before}).rowcount
+    more = max(len(ids), results, events) >= PURGE_BATCH
+    return len(ids), events, more

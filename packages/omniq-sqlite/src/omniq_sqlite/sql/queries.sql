@@ -1,0 +1,259 @@
+-- Named queries of the OmniQ SQLite backend (loaded by omniq_sqlite._queries).
+--
+-- Each query starts with a "-- name: <identifier>" line and runs until the next one. Other lines
+-- starting with "--" are comments and are dropped. Placeholders in braces are filled in once, at
+-- load time: {task_columns} and {task_placeholders} (the omniq_tasks columns in decoding order),
+-- {queue_filter} (one queue: "queue = :queue", several: a json_each() list). Placeholders
+-- {due}, {parts}, {i} and {where} are filled per call (see omniq_sqlite._queries). List arguments
+-- are passed as one JSON array text and read with json_each(), so statement texts stay few and
+-- stay in the statement cache.
+
+-- ---------------------------------------------------------------------------------------------
+-- schema
+
+-- name: create_schema_version_table
+CREATE TABLE IF NOT EXISTS omniq_schema_version (
+    version    INTEGER NOT NULL PRIMARY KEY,
+    name       TEXT    NOT NULL,
+    applied_at REAL    NOT NULL
+) STRICT
+
+-- name: schema_version_table_exists
+SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'omniq_schema_version'
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) FROM omniq_schema_version
+
+-- name: record_schema_version
+INSERT INTO omniq_schema_version (version, name, applied_at) VALUES (:version, :name, :applied_at)
+
+-- ---------------------------------------------------------------------------------------------
+-- enqueue
+
+-- name: insert_task
+INSERT INTO omniq_tasks ({task_columns}) VALUES ({task_placeholders})
+ON CONFLICT DO NOTHING
+
+-- name: get_task_by_id
+SELECT {task_columns} FROM omniq_tasks WHERE id = ?
+
+-- name: get_task_by_key
+SELECT {task_columns} FROM omniq_tasks WHERE idempotency_key = ?
+
+-- name: get_tasks
+SELECT {task_columns} FROM omniq_tasks WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- ---------------------------------------------------------------------------------------------
+-- claim: a cheap read first, so idle pollers never take the write lock
+
+-- name: claim_probe
+SELECT 1 FROM omniq_tasks
+WHERE state IN ('pending', 'scheduled')
+  AND {queue_filter}
+  AND run_at <= :now
+  AND (:executors IS NULL OR executor IS NULL
+       OR executor IN (SELECT value FROM json_each(:executors)))
+LIMIT 1
+
+-- name: claim
+UPDATE omniq_tasks
+SET state = 'running',
+    attempt = attempt + 1,
+    worker_id = :worker_id,
+    started_at = :now,
+    lease_expires_at = :lease_expires_at
+WHERE rowid IN ({due})
+RETURNING {task_columns}
+
+-- name: claim_due
+-- {due} of claim. For one queue (queue = :queue) it walks omniq_tasks_claim_idx in claim order
+-- and stops at :limit. The json_each() variant sorts every due task of the queues; it is used
+-- only beyond MAX_UNION_QUEUES queues.
+SELECT rowid FROM omniq_tasks
+WHERE state IN ('pending', 'scheduled')
+  AND {queue_filter}
+  AND run_at <= :now
+  AND (:executors IS NULL OR executor IS NULL
+       OR executor IN (SELECT value FROM json_each(:executors)))
+ORDER BY priority DESC, run_at, id
+LIMIT :limit
+
+-- name: claim_due_union
+-- {due} of claim for several queues: the best :limit of each queue (one claim_due_union_part per
+-- queue, joined by UNION ALL), then the best :limit of those; no sort of the whole backlog.
+SELECT rid FROM ({parts}) ORDER BY priority DESC, run_at, id LIMIT :limit
+
+-- name: claim_due_union_part
+SELECT * FROM (
+    SELECT rowid AS rid, priority, run_at, id FROM omniq_tasks
+    WHERE state IN ('pending', 'scheduled')
+      AND queue = :queue_{i}
+      AND run_at <= :now
+      AND (:executors IS NULL OR executor IS NULL
+           OR executor IN (SELECT value FROM json_each(:executors)))
+    ORDER BY priority DESC, run_at, id
+    LIMIT :limit
+)
+
+-- name: fail_undecodable
+UPDATE omniq_tasks
+SET state = 'failed',
+    finished_at = :now,
+    lease_expires_at = NULL,
+    error_type = :error_type,
+    error_message = :error_message,
+    error_traceback = ''
+WHERE id = :task_id
+
+-- ---------------------------------------------------------------------------------------------
+-- leases and outcomes; every write is fenced by (state = 'running', attempt)
+
+-- name: extend_lease
+UPDATE omniq_tasks SET lease_expires_at = :lease_expires_at
+WHERE id = :task_id AND state = 'running' AND attempt = :attempt
+RETURNING cancel_requested
+
+-- name: finish_terminal
+UPDATE omniq_tasks
+SET state = :state,
+    finished_at = :finished_at,
+    lease_expires_at = NULL,
+    error_type = :error_type,
+    error_message = :error_message,
+    error_traceback = :error_traceback
+WHERE id = :task_id AND state = 'running' AND attempt = :attempt
+
+-- name: finish_retry
+UPDATE omniq_tasks
+SET state = 'scheduled',
+    run_at = :retry_at,
+    lease_expires_at = NULL,
+    error_type = :error_type,
+    error_message = :error_message,
+    error_traceback = :error_traceback
+WHERE id = :task_id AND state = 'running' AND attempt = :attempt
+
+-- name: put_result
+INSERT OR REPLACE INTO omniq_results (task_id, data, stored_at, expires_at)
+VALUES (:task_id, :data, :stored_at, :expires_at)
+
+-- name: release_task
+UPDATE omniq_tasks
+SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END,
+    finished_at = CASE WHEN cancel_requested THEN :now ELSE finished_at END,
+    released = released + 1,
+    lease_expires_at = NULL,
+    run_at = min(run_at, :now)
+WHERE id = :task_id AND state = 'running' AND attempt = :attempt
+
+-- name: select_expired
+SELECT id, attempt, released, max_retries, worker_id, lease_expires_at, cancel_requested
+FROM omniq_tasks
+WHERE state = 'running' AND lease_expires_at < :now
+ORDER BY lease_expires_at
+LIMIT :limit
+
+-- name: requeue_task
+UPDATE omniq_tasks
+SET state = :state,
+    lease_expires_at = NULL,
+    finished_at = :finished_at,
+    run_at = min(run_at, :now),
+    error_type = :error_type,
+    error_message = :error_message,
+    error_traceback = ''
+WHERE id = :task_id AND state = 'running' AND attempt = :attempt
+RETURNING {task_columns}
+
+-- ---------------------------------------------------------------------------------------------
+-- cancel
+
+-- name: cancel_queued
+UPDATE omniq_tasks
+SET state = 'cancelled',
+    finished_at = :now,
+    lease_expires_at = NULL,
+    error_type = :error_type,
+    error_message = :error_message,
+    error_traceback = :error_traceback
+WHERE id IN (SELECT value FROM json_each(:ids))
+  AND state IN ('pending', 'scheduled', 'waiting')
+
+-- name: cancel_running
+UPDATE omniq_tasks SET cancel_requested = 1
+WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'running'
+
+-- ---------------------------------------------------------------------------------------------
+-- listing; {where} is an AND of the filter_* fragments below (or "1")
+
+-- name: list_tasks
+SELECT {task_columns} FROM omniq_tasks WHERE {where} ORDER BY id DESC LIMIT :limit
+
+-- name: count_tasks
+SELECT state, count(*) FROM omniq_tasks WHERE {where} GROUP BY state
+
+-- name: count_by_worker
+SELECT worker_id, count(*) FROM omniq_tasks
+WHERE worker_id IS NOT NULL AND {where}
+GROUP BY worker_id
+
+-- name: filter_states
+state IN (SELECT value FROM json_each(:states))
+
+-- name: filter_queues
+queue IN (SELECT value FROM json_each(:queues))
+
+-- name: filter_worker
+worker_id = :worker_id
+
+-- name: filter_before
+id < :before_id
+
+-- ---------------------------------------------------------------------------------------------
+-- results
+
+-- name: get_results
+SELECT task_id, data, stored_at, expires_at FROM omniq_results
+WHERE task_id IN (SELECT value FROM json_each(:ids))
+  AND (expires_at IS NULL OR expires_at > :now)
+
+-- ---------------------------------------------------------------------------------------------
+-- events
+
+-- name: insert_event
+INSERT OR IGNORE INTO omniq_events (id, task_id, type, at, queue, worker_id, attempt, detail)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+
+-- name: list_events
+SELECT id, task_id, type, at, queue, worker_id, attempt, detail FROM omniq_events
+ORDER BY at, id
+LIMIT :limit
+
+-- name: list_task_events
+SELECT id, task_id, type, at, queue, worker_id, attempt, detail FROM omniq_events
+WHERE task_id = :task_id
+ORDER BY at, id
+LIMIT :limit
+
+-- ---------------------------------------------------------------------------------------------
+-- purge, in bounded batches so no transaction holds the write lock for long
+
+-- name: purge_tasks
+DELETE FROM omniq_tasks
+WHERE rowid IN (
+    SELECT rowid FROM omniq_tasks
+    WHERE state IN ('success', 'failed', 'cancelled') AND finished_at < :before
+    LIMIT :batch
+)
+RETURNING id
+
+-- name: delete_result
+DELETE FROM omniq_results WHERE task_id = ?
+
+-- name: purge_expired_results
+DELETE FROM omniq_results
+WHERE rowid IN (SELECT rowid FROM omniq_results WHERE expires_at <= :now LIMIT :batch)
+
+-- name: purge_events
+DELETE FROM omniq_events
+WHERE rowid IN (SELECT rowid FROM omniq_events WHERE at < :before LIMIT :batch)
