@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -217,3 +218,48 @@ def test_unknown_scheme_names_the_package_to_install() -> None:
         TaskQueue(storage_type="memory")
     with pytest.raises(BackendNotFoundError, match="no known package"):
         TaskQueue(storage_url="ftp://example")
+
+
+async def test_cancel_a_running_coroutine(settings: Settings) -> None:
+    started = asyncio.Event()
+
+    async def forever() -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    async with AsyncTaskQueue(settings=settings) as queue:
+        task_id = await queue.enqueue(forever, retries=3)
+        await asyncio.wait_for(started.wait(), 10)
+        assert await queue.cancel(task_id) is True
+        with pytest.raises(TaskCancelledError):
+            await queue.get_result(task_id, timeout=10)
+        task = await queue.get_task(task_id)
+        assert (task.state, task.attempt) == (TaskState.CANCELLED, 1)  # never retried
+        assert await queue.cancel(task_id) is False  # already finished
+
+
+def test_cancel_a_running_thread_task_sets_its_token(settings: Settings, tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    with TaskQueue(settings=settings, worker_type="thread") as queue:
+        task_id = queue.enqueue(e2e_tasks.wait_for_cancel, args=(str(marker),))
+        deadline = time.monotonic() + 10
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert queue.cancel(task_id) is True
+        with pytest.raises(TaskCancelledError):
+            queue.get_result(task_id, timeout=10)
+        deadline = time.monotonic() + 10
+        while marker.read_text() == "started" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert marker.read_text() == "saw cancel"
+        # the function returned a value after the cancel: the outcome stays "cancelled"
+        assert queue.get_task(task_id).state is TaskState.CANCELLED
+
+
+def test_retry_delay_default_is_fixed_at_enqueue(settings: Settings) -> None:
+    with TaskQueue(settings=settings, workers=0) as queue:
+        assert queue.get_task(queue.enqueue(e2e_tasks.add, args=(1, 1))).retry_delay == 1.0
+        assert (
+            queue.get_task(queue.enqueue(e2e_tasks.add, args=(1, 1), retry_delay=7)).retry_delay
+            == 7.0
+        )

@@ -49,3 +49,15 @@ def flaky(counter_file: str, failures: int) -> int:
 
 async def async_add(x: int, y: int) -> int:
     return x + y
+
+
+def wait_for_cancel(marker: str) -> str:
+    """Loop until the task's cancellation token is set (checked cooperatively)."""
+    ctx = current_task()
+    assert ctx is not None
+    Path(marker).write_text("started")
+    deadline = time.monotonic() + 60
+    while not ctx.cancelled() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    Path(marker).write_text("saw cancel" if ctx.cancelled() else "timed out")
+    return "finished anyway"

@@ -3,23 +3,39 @@
 A function travels by import path (``"package.module:qualname"``). Functions that cannot be
 imported by path in another process — lambdas, closures, functions of the ``__main__`` script —
 also travel as signed dill bytes when a secret key is available. Inside the process that enqueued
-them they are found in a process-local registry, so the embedded worker runs the very same object.
+them they are found again through a token (task header :data:`LOCAL_TOKEN_HEADER`) in a
+process-local weak registry, so the embedded worker runs the very same object, closure state
+included, rather than a copy.
 """
 
 from __future__ import annotations
 
 import importlib
-import threading
+import os
+import uuid
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from omniq.errors import DeserializationError, SerializationError
 from omniq.serialization import Serializer
 
-__all__ = ["FunctionResolver", "function_path", "needs_dill", "unwrap_task"]
+__all__ = [
+    "LOCAL_TOKEN_HEADER",
+    "FunctionResolver",
+    "function_path",
+    "local_token",
+    "needs_dill",
+    "unwrap_task",
+]
 
-_local_lock = threading.Lock()
-_local_functions: dict[str, Callable[..., Any]] = {}
+LOCAL_TOKEN_HEADER = "omniq-local-function"
+"""Task header naming a function object of the enqueueing process (reserved ``omniq-`` prefix)."""
+
+_local_functions: weakref.WeakValueDictionary[str, Callable[..., Any]] = (
+    weakref.WeakValueDictionary()
+)
+_tokens: weakref.WeakKeyDictionary[Callable[..., Any], str] = weakref.WeakKeyDictionary()
 
 
 def unwrap_task(fn: Any) -> Callable[..., Any]:
@@ -52,12 +68,18 @@ def needs_dill(path: str) -> bool:
     return module == "__main__" or "<" in qualname
 
 
-def register_local(path: str, fn: Callable[..., Any]) -> None:
-    """Remember ``fn`` under ``path`` for workers in this process (unique paths only)."""
-    if "<" in path:  # lambdas and closures share qualnames; never look them up by path
-        return
-    with _local_lock:
-        _local_functions[path] = unwrap_task(fn)
+def local_token(fn: Callable[..., Any]) -> str | None:
+    """A token under which workers of this process find ``fn`` itself, or ``None`` when ``fn``
+    cannot be referenced weakly (the task then runs from its path or dill bytes)."""
+    fn = unwrap_task(fn)
+    try:
+        token = _tokens.get(fn)
+        if token is None:
+            token = _tokens[fn] = f"{os.getpid()}:{uuid.uuid4().hex}"
+            _local_functions[token] = fn
+    except TypeError:  # not weak-referenceable (e.g. some builtins)
+        return None
+    return token
 
 
 class FunctionResolver:
@@ -72,17 +94,19 @@ class FunctionResolver:
         self._cache: dict[str, Callable[..., Any]] = {}
         self._dill_cache: dict[bytes, Callable[..., Any]] = {}
 
-    def resolve(self, path: str, func_bytes: bytes | None) -> Callable[..., Any]:
+    def resolve(
+        self, path: str, func_bytes: bytes | None, token: str | None = None
+    ) -> Callable[..., Any]:
         """Find the function.
 
-        Order: this process's registry (functions enqueued here), then dill bytes when the path is
-        not importable elsewhere, then import by path.
+        Order: the very object enqueued by this process (``token``), then dill bytes when the
+        path is not importable elsewhere, then import by path.
 
         Raises:
             DeserializationError: the function cannot be found or loaded; the message says why and
                 how to fix it (e.g. ``--import`` the module, or set ``OMNIQ_SECRET_KEY``).
         """
-        local = _local_functions.get(path)
+        local = _local_functions.get(token) if token else None
         if local is not None:
             return local
         if needs_dill(path):

@@ -182,7 +182,8 @@ class Backend(abc.ABC):
 
         Terminal outcomes set ``state``, ``finished_at``, ``error`` and store ``result`` when given.
         A ``scheduled`` outcome (retry) sets ``state = scheduled``, ``run_at = retry_at`` and
-        ``error``. Every outcome clears the lease.
+        ``error`` — or ``cancelled`` when the task's cancellation was requested meanwhile (a
+        cancelled task is never retried). Every outcome clears the lease.
 
         Raises:
             omniq.errors.LeaseLostError: naming every outcome whose task is no longer ``running`` at

@@ -16,7 +16,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 from omniq._decorator import AsyncTaskFunction, TaskOptions
 from omniq._defaults import DEFAULT, Default
 from omniq._events import EventRecorder
-from omniq._functions import function_path, needs_dill, register_local
+from omniq._functions import LOCAL_TOKEN_HEADER, function_path, local_token, needs_dill
 from omniq._ids import new_id
 from omniq._setup import (
     create_backend,
@@ -29,6 +29,7 @@ from omniq.clock import Clock
 from omniq.config import Settings, load_settings
 from omniq.errors import (
     ConfigError,
+    NotSupportedError,
     ResultExpiredError,
     ResultNotStoredError,
     ResultTimeoutError,
@@ -38,6 +39,7 @@ from omniq.errors import (
 )
 from omniq.logging import configure_logging
 from omniq.models import ErrorInfo, EventType, Task, TaskEvent, TaskState
+from omniq.plugins import configure_plugins
 from omniq.serialization import Serializer
 from omniq.worker import Worker, WorkerOptions
 
@@ -106,6 +108,7 @@ class AsyncTaskQueue:
             max_workers=max_workers,
         )
         configure_logging(self.settings)
+        configure_plugins(self.settings)
         self.backend: Backend = create_backend(self.settings.resolved_storage_url(), clock=clock)
         self.serializer = Serializer(
             secret_key=resolve_secret_key(self.settings, self.backend),
@@ -180,6 +183,7 @@ class AsyncTaskQueue:
     ) -> Task:
         if isinstance(args, str | bytes) or not isinstance(args, Sequence):
             raise TypeError(f"args must be a tuple or list of arguments, got {type(args).__name__}")
+        headers = dict(options.headers or {})
         if isinstance(func, str):
             path, func_bytes = func, None
             if ":" not in path:
@@ -188,7 +192,9 @@ class AsyncTaskQueue:
             path = function_path(func)
             func_bytes = None
             if needs_dill(path):
-                register_local(path, func)
+                token = local_token(func)
+                if token is not None:
+                    headers[LOCAL_TOKEN_HEADER] = token
                 if self.serializer.dill_enabled:
                     func_bytes = self.serializer.dumps_function(func)
                 elif "<" in path:
@@ -220,6 +226,11 @@ class AsyncTaskQueue:
             raise ConfigError(
                 f"result_ttl={result_ttl}: use None (keep forever), 0 (store nothing) or seconds > 0"
             )
+        if options.priority and not self.backend.capabilities.priority:
+            raise NotSupportedError(
+                f"{type(self.backend).__name__} does not order tasks by priority; "
+                "enqueue without priority or use a backend that declares it"
+            )
         timeout = s.task_timeout if options.timeout is DEFAULT else options.timeout
         if timeout is not None and timeout <= 0:
             raise ConfigError(f"timeout must be > 0 seconds or None, got {timeout}")
@@ -235,13 +246,14 @@ class AsyncTaskQueue:
             executor=options.executor,
             state=TaskState.SCHEDULED if run_at > now else TaskState.PENDING,
             max_retries=retries,
-            retry_delay=None
-            if options.retry_delay is None
-            else _seconds("retry_delay", options.retry_delay),
+            retry_delay=_seconds(
+                "retry_delay",
+                s.retry_delay if options.retry_delay is None else options.retry_delay,
+            ),
             timeout=timeout,
             result_ttl=result_ttl,
             idempotency_key=options.idempotency_key,
-            headers=dict(options.headers or {}),
+            headers=headers,
         )
 
     async def _store(self, tasks: list[Task]) -> list[Task]:
@@ -474,14 +486,13 @@ class AsyncTaskQueue:
         Raises:
             TaskNotFoundError: no such task.
         """
-        await self.open()
-        found = await self.backend.cancel(
+        before = await self.get_task(task_id)
+        if before.state.is_terminal:
+            return False
+        [task] = await self.backend.cancel(
             [task_id],
             error=ErrorInfo(type="omniq.errors.TaskCancelledError", message="cancelled by request"),
         )
-        if not found:
-            raise TaskNotFoundError(task_id)
-        task = found[0]
         if task.state is TaskState.CANCELLED:
             self.events.record(task, EventType.CANCELLED, detail="cancelled by request")
             self._wake_waiters([task_id])

@@ -1,6 +1,6 @@
 """Plugins: entry-point registries for backends and executors, pluggy hooks for behaviour."""
 
-from omniq.plugins._manager import plugin_manager
+from omniq.plugins._manager import configure_plugins, plugin_manager
 from omniq.plugins._registry import (
     InstalledPlugin,
     backend_class,
@@ -15,6 +15,7 @@ __all__ = [
     "BackendSpec",
     "ExecutorSpec",
     "InstalledPlugin",
+    "configure_plugins",
     "backend_class",
     "executor_class",
     "hookimpl",

@@ -19,6 +19,7 @@ from omniq._setup import (
 )
 from omniq.config import Settings
 from omniq.errors import ConfigError
+from omniq.plugins import configure_plugins
 from omniq.serialization import Serializer
 from omniq.worker._options import WorkerOptions
 from omniq.worker._worker import Worker
@@ -65,6 +66,7 @@ async def run_worker(
     Returns:
         The process exit code: 0 after a clean drain.
     """
+    configure_plugins(settings)
     backend = create_backend(settings.resolved_storage_url())
     await backend.open()
     try:

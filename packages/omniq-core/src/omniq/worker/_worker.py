@@ -22,11 +22,12 @@ import os
 import socket
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from omniq._context import TaskContext
 from omniq._events import EventRecorder
-from omniq._functions import FunctionResolver
+from omniq._functions import LOCAL_TOKEN_HEADER, FunctionResolver
 from omniq._ids import new_id
 from omniq.backend import Backend, Outcome
 from omniq.errors import DeserializationError, LeaseLostError, SerializationError, TaskTimeoutError
@@ -44,6 +45,25 @@ _PURGE_EVERY = 60.0
 
 # Why a running asyncio task was cancelled by the worker itself.
 _CANCELLED, _LEASE_LOST, _SHUTDOWN = "cancelled", "lease_lost", "shutdown"
+
+
+_COUNTER_OF = {
+    EventType.COMPLETE: "succeeded",
+    EventType.ERROR: "failed",
+    EventType.RETRY: "retried",
+    EventType.CANCELLED: "cancelled",
+}
+
+
+@dataclass(slots=True)
+class _Pending:
+    """An outcome waiting to be stored, with the event to record once it is."""
+
+    task: Task
+    event: EventType
+    detail: str
+    outcome: Outcome
+    failures: int = 0
 
 
 def default_worker_id() -> str:
@@ -93,7 +113,8 @@ class Worker:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._held: dict[str, int] = {}  # task id -> attempt, until the outcome is stored
         self._stop_reasons: dict[str, str] = {}
-        self._outcomes: list[tuple[Task, Outcome]] = []
+        self._outcomes: list[_Pending] = []
+        self._finishing: set[str] = set()  # ids whose outcome is being written right now
         self._outcome_ready = asyncio.Event()
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
@@ -176,6 +197,14 @@ class Worker:
             log.warning("could not release %d task(s): %s", len(leases), exc)
             return
         log.info("released %d unfinished task(s) for other workers", len(released))
+        for task in await self.backend.get_tasks(released):
+            if task is not None:
+                self._events.record(
+                    task,
+                    EventType.RELEASED,
+                    worker_id=self.worker_id,
+                    detail="worker shutting down",
+                )
         self._held.clear()
 
     # -- claiming ----------------------------------------------------------------------------
@@ -253,7 +282,9 @@ class Worker:
             task_id=task.id, attempt=task.attempt, queue=task.queue, worker_id=self.worker_id
         )
         try:
-            fn = self._resolver.resolve(task.func, task.func_bytes)
+            fn = self._resolver.resolve(
+                task.func, task.func_bytes, task.headers.get(LOCAL_TOKEN_HEADER)
+            )
             args, kwargs = self._serializer.loads_call(task.payload)
         except Exception as exc:  # undecodable record: this task fails alone, never retried
             self._starting -= 1
@@ -298,10 +329,10 @@ class Worker:
                 return
             if task.result_ttl is not None:
                 expires = now + task.result_ttl
-        self.counters["succeeded"] += 1
-        self._events.record(task, EventType.COMPLETE, worker_id=self.worker_id)
         self._submit(
             task,
+            EventType.COMPLETE,
+            "",
             Outcome(
                 task_id=task.id,
                 attempt=task.attempt,
@@ -317,16 +348,14 @@ class Worker:
         detail = f"{error.type}: {error.message}"
         if retry and task.runs_used <= task.max_retries:
             delay = task.retry_delay if task.retry_delay is not None else self.options.retry_delay
-            self.counters["retried"] += 1
-            self._events.record(task, EventType.RETRY, worker_id=self.worker_id, detail=detail)
-            state, retry_at = TaskState.SCHEDULED, now + delay
+            event, state, retry_at = EventType.RETRY, TaskState.SCHEDULED, now + delay
         else:
-            self.counters["failed"] += 1
-            self._events.record(task, EventType.ERROR, worker_id=self.worker_id, detail=detail)
             log.info("task %s (%s) failed: %s", task.id, task.func, detail)
-            state, retry_at = TaskState.FAILED, None
+            event, state, retry_at = EventType.ERROR, TaskState.FAILED, None
         self._submit(
             task,
+            event,
+            detail,
             Outcome(
                 task_id=task.id,
                 attempt=task.attempt,
@@ -338,11 +367,11 @@ class Worker:
         )
 
     def _cancelled(self, task: Task, message: str) -> None:
-        self.counters["cancelled"] += 1
-        self._events.record(task, EventType.CANCELLED, worker_id=self.worker_id, detail=message)
         error = ErrorInfo(type="omniq.errors.TaskCancelledError", message=message)
         self._submit(
             task,
+            EventType.CANCELLED,
+            message,
             Outcome(
                 task_id=task.id,
                 attempt=task.attempt,
@@ -353,8 +382,8 @@ class Worker:
         )
 
     # -- finishing ---------------------------------------------------------------------------
-    def _submit(self, task: Task, outcome: Outcome) -> None:
-        self._outcomes.append((task, outcome))
+    def _submit(self, task: Task, event: EventType, detail: str, outcome: Outcome) -> None:
+        self._outcomes.append(_Pending(task, event, detail, outcome))
         self._outcome_ready.set()
 
     async def _finish_loop(self) -> None:
@@ -364,27 +393,71 @@ class Worker:
             await self._flush_outcomes()
 
     async def _flush_outcomes(self) -> None:
+        """Store every pending outcome (group commit), then record events and wake waiters.
+
+        A write that fails is retried with backoff, nothing is dropped; when a batch fails its
+        outcomes are retried one by one, so one outcome the store keeps refusing cannot hold up
+        the others. An outcome refused as invalid (``ValueError``/``TypeError``) several times is
+        given up: its lease then expires and the task is recovered like a dead worker's.
+        """
         delay = 0.05
         while self._outcomes:
             batch, self._outcomes = self._outcomes, []
+            self._finishing = {p.task.id for p in batch}
             try:
-                await self.backend.finish([outcome for _, outcome in batch])
-            except LeaseLostError as exc:
-                self.counters["lost"] += len(exc.task_ids)
-                log.warning("%s; their outcome here was discarded", exc)
-            except Exception as exc:  # keep the outcomes and try again: nothing is lost
-                log.warning("storing %d outcome(s) failed: %s; retrying", len(batch), exc)
-                self._outcomes[:0] = batch
+                stored, failed = await self._store_outcomes(batch)
+            finally:
+                self._finishing = set()
+            self._committed(stored)
+            if failed:
+                self._outcomes[:0] = failed
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 if self._stopping and delay >= 5.0:
                     return  # leases will expire and other workers recover the tasks
-                continue
-            ids = [task.id for task, _ in batch]
-            for task_id in ids:
-                self._held.pop(task_id, None)
-            if self._on_finished is not None:
-                self._on_finished(ids)
+
+    async def _store_outcomes(self, batch: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
+        """Write a batch; returns ``(stored, to_retry)``."""
+        try:
+            await self.backend.finish([p.outcome for p in batch])
+            return batch, []
+        except LeaseLostError as exc:
+            return self._without_lost(batch, exc), []
+        except Exception as exc:
+            if len(batch) == 1:
+                return [], self._keep_for_retry(batch[0], exc)
+            log.warning("storing %d outcome(s) failed (%s); retrying one by one", len(batch), exc)
+        stored, retry = [], []
+        for pending in batch:
+            done, again = await self._store_outcomes([pending])
+            stored += done
+            retry += again
+        return stored, retry
+
+    def _without_lost(self, batch: list[_Pending], exc: LeaseLostError) -> list[_Pending]:
+        lost = set(exc.task_ids)
+        self.counters["lost"] += len(lost)
+        log.warning("%s; their outcome here was discarded", exc)
+        for task_id in lost:
+            self._held.pop(task_id, None)
+        return [p for p in batch if p.task.id not in lost]
+
+    def _keep_for_retry(self, pending: _Pending, exc: Exception) -> list[_Pending]:
+        pending.failures += 1
+        if isinstance(exc, ValueError | TypeError) and pending.failures >= 5:
+            log.error("giving up storing the outcome of task %s: %s", pending.task.id, exc)
+            self._held.pop(pending.task.id, None)
+            return []
+        log.warning("storing the outcome of task %s failed: %s; retrying", pending.task.id, exc)
+        return [pending]
+
+    def _committed(self, stored: list[_Pending]) -> None:
+        for p in stored:
+            self._held.pop(p.task.id, None)
+            self.counters[_COUNTER_OF[p.event]] += 1
+            self._events.record(p.task, p.event, worker_id=self.worker_id, detail=p.detail)
+        if stored and self._on_finished is not None:
+            self._on_finished([p.task.id for p in stored])
 
     # -- leases ------------------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
@@ -398,10 +471,13 @@ class Worker:
                 to_cancel = await self.backend.extend_leases(leases, lease=self.options.lease)
             except LeaseLostError as exc:
                 to_cancel = list(exc.cancel_requested)
-                for task_id in exc.task_ids:
+                # Outcomes stored while the heartbeat ran are not lost leases, just finished ones.
+                lost = [t for t in exc.task_ids if t in self._held and t not in self._finishing]
+                for task_id in lost:
                     self._held.pop(task_id, None)
                     self._stop(task_id, _LEASE_LOST)
-                log.warning("%s; stopped them here", exc)
+                if lost:
+                    log.warning("lease lost for %s; stopped them here", ", ".join(lost))
             except Exception as exc:
                 log.warning("lease heartbeat failed: %s: %s", type(exc).__name__, exc)
                 continue

@@ -124,8 +124,10 @@ SET state = :state,
 WHERE id = :task_id AND state = 'running' AND attempt = :attempt
 
 -- name: finish_retry
+-- A task whose cancellation was requested while it ran is never retried: it ends cancelled.
 UPDATE omniq_tasks
-SET state = 'scheduled',
+SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'scheduled' END,
+    finished_at = CASE WHEN cancel_requested THEN :finished_at ELSE finished_at END,
     run_at = :retry_at,
     lease_expires_at = NULL,
     error_type = :error_type,
