@@ -590,3 +590,35 @@ async def test_expired_or_released_task_whose_cancel_was_requested_is_cancelled(
     assert released is not None
     assert released.state == TaskState.CANCELLED
     assert await claim(backend) == []
+
+
+async def test_finish_and_claim_stores_outcomes_and_claims_in_one_round(
+    backend: SQLiteBackend, make_task: MakeTask, clock: ManualClock
+) -> None:
+    first, second, third = make_task(), make_task(), make_task()
+    await backend.enqueue([first])
+    [run1] = await claim(backend)
+    await backend.enqueue([second, third])
+    stale_outcome = Outcome(
+        task_id=run1.id, attempt=run1.attempt + 1, state=TaskState.SUCCESS, finished_at=0.0
+    )
+    stale, claimed = await backend.finish_and_claim(
+        [done(run1, result=b"one"), stale_outcome],
+        queues=["default"],
+        worker_id="w1",
+        limit=1,
+        lease=30,
+    )
+    assert stale == [run1.id]  # the second outcome for run1 carried a wrong token
+    assert [t.id for t in claimed] == [second.id]
+    [r1] = await backend.get_results([run1.id])
+    assert r1 is not None
+    assert r1.data == b"one"
+    # outcomes only (limit 0), and a claim only (no outcomes)
+    assert await backend.finish_and_claim(
+        [done(claimed[0])], queues=["default"], worker_id="w1", limit=0, lease=30
+    ) == ([], [])
+    stale, only_claim = await backend.finish_and_claim(
+        [], queues=["default"], worker_id="w1", limit=5, lease=30
+    )
+    assert (stale, [t.id for t in only_claim]) == ([], [third.id])

@@ -8,14 +8,21 @@ still sort in creation order, then 62 random bits. Lexicographic order of the te
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 
 __all__ = ["new_id"]
 
+_random = random.Random(os.urandom(16))  # uniqueness, not secrecy: no need for os.urandom per id
+
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(16)))
 
 
 def new_id() -> str:
@@ -33,7 +40,10 @@ def new_id() -> str:
             _last_ms = ms
             _counter = 0
         counter = _counter
-    rand = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
-    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand
+        rand = _random.getrandbits(62)
+    return _format((ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand)
+
+
+def _format(value: int) -> str:
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

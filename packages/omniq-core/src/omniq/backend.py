@@ -19,6 +19,7 @@ from typing import ClassVar, Self
 import msgspec
 
 from omniq.clock import Clock, SystemClock
+from omniq.errors import LeaseLostError
 from omniq.models import ErrorInfo, StoredResult, Task, TaskEvent, TaskState
 
 __all__ = [
@@ -163,6 +164,39 @@ class Backend(abc.ABC):
         With ``executors`` given, only tasks whose ``executor`` is ``None`` or in that list are
         taken. No two concurrent callers ever receive the same task for the same attempt.
         """
+
+    async def finish_and_claim(
+        self,
+        outcomes: Sequence[Outcome],
+        *,
+        queues: Sequence[str],
+        worker_id: str,
+        limit: int,
+        lease: float,
+        executors: Sequence[str] | None = None,
+    ) -> tuple[list[str], list[Task]]:
+        """:meth:`finish` the outcomes, then :meth:`claim` up to ``limit`` tasks.
+
+        The worker's one round trip per cycle. Stale outcomes are not applied and, instead of
+        raising :class:`~omniq.errors.LeaseLostError`, are returned so the claim still happens.
+        This default makes two calls; a backend that can do both in one round trip (one
+        transaction on SQL stores) overrides it with the same semantics.
+
+        Returns:
+            ``(stale_task_ids, claimed_tasks)``.
+        """
+        stale: list[str] = []
+        if outcomes:
+            try:
+                await self.finish(outcomes)
+            except LeaseLostError as exc:
+                stale = list(exc.task_ids)
+        tasks: list[Task] = []
+        if limit > 0:
+            tasks = await self.claim(
+                queues=queues, worker_id=worker_id, limit=limit, lease=lease, executors=executors
+            )
+        return stale, tasks
 
     @abc.abstractmethod
     async def extend_leases(self, leases: Sequence[tuple[str, int]], *, lease: float) -> list[str]:

@@ -89,8 +89,7 @@ def enqueue(conn: sqlite3.Connection, tasks: Sequence[Task]) -> list[Task]:
         return out
 
 
-def claim(
-    conn: sqlite3.Connection,
+def claim_params(
     *,
     now: float,
     queues: Sequence[str],
@@ -98,8 +97,8 @@ def claim(
     limit: int,
     lease: float,
     executors: Sequence[str] | None,
-) -> list[Task]:
-    probe_sql = Q.claim_probe_one if len(queues) == 1 else Q.claim_probe_many
+) -> dict[str, object]:
+    """Named parameters of the claim queries."""
     params: dict[str, object] = {
         "queue": queues[0],
         "queues": json_list(queues),
@@ -108,31 +107,58 @@ def claim(
         "worker_id": worker_id,
         "lease_expires_at": now + lease,
         "limit": limit,
+        "n_queues": len(queues),
     }
     if 1 < len(queues) <= MAX_UNION_QUEUES:
         params.update({f"queue_{i}": q for i, q in enumerate(queues)})
+    return params
+
+
+def claim(conn: sqlite3.Connection, params: dict[str, object]) -> list[Task]:
+    """Probe without the write lock, then claim in one short write transaction."""
+    n_queues = int(params["n_queues"])  # type: ignore[call-overload]
+    probe_sql = Q.claim_probe_one if n_queues == 1 else Q.claim_probe_many
     # Idle pollers only read: the write lock is taken only when something is due.
     if conn.execute(probe_sql, params).fetchone() is None:
         return []
-    tasks: list[Task] = []
     with write_transaction(conn):
-        for row in conn.execute(Q.claim(len(queues)), params).fetchall():
-            try:
-                tasks.append(decode_task(row))
-            except RowDecodeError as exc:
-                log.error("%s; failing it without running it", exc)
-                conn.execute(
-                    Q.fail_undecodable,
-                    {
-                        "task_id": row[0],
-                        "now": now,
-                        "error_type": DESERIALIZATION_ERROR,
-                        "error_message": f"{exc}; the task was failed without running",
-                    },
-                )
+        return _claim_rows(conn, params)
+
+
+def _claim_rows(conn: sqlite3.Connection, params: dict[str, object]) -> list[Task]:
+    """The claim ``UPDATE … RETURNING`` (inside the caller's write transaction)."""
+    tasks: list[Task] = []
+    for row in conn.execute(Q.claim(int(params["n_queues"])), params).fetchall():  # type: ignore[call-overload]
+        try:
+            tasks.append(decode_task(row))
+        except RowDecodeError as exc:
+            log.error("%s; failing it without running it", exc)
+            conn.execute(
+                Q.fail_undecodable,
+                {
+                    "task_id": row[0],
+                    "now": params["now"],
+                    "error_type": DESERIALIZATION_ERROR,
+                    "error_message": f"{exc}; the task was failed without running",
+                },
+            )
     # RETURNING order is undefined: restore claim order.
     tasks.sort(key=lambda t: (-t.priority, t.run_at, t.id))
     return tasks
+
+
+def finish_and_claim(
+    conn: sqlite3.Connection,
+    outcomes: Sequence[Outcome],
+    claim_with: dict[str, object] | None,
+    *,
+    now: float,
+) -> tuple[list[str], list[Task]]:
+    """Apply outcomes and claim in one write transaction; return ``(stale_ids, claimed)``."""
+    with write_transaction(conn):
+        stale = _apply_outcomes(conn, outcomes, now=now)
+        tasks = _claim_rows(conn, claim_with) if claim_with is not None else []
+    return stale, tasks
 
 
 def extend_leases(
@@ -155,35 +181,36 @@ def extend_leases(
 
 
 def finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome], *, now: float) -> list[str]:
-    """Apply outcomes; return the ids of the stale ones (not applied)."""
-    stale: list[str] = []
+    """Apply outcomes in one transaction; return the ids of the stale ones (not applied)."""
     with write_transaction(conn):
-        for o in outcomes:
-            etype, emessage, etraceback = error_columns(o.error)
-            params = {
-                "task_id": o.task_id,
-                "attempt": o.attempt,
-                "state": str(o.state),
-                "finished_at": o.finished_at,
-                "retry_at": o.retry_at,
-                "error_type": etype,
-                "error_message": emessage,
-                "error_traceback": etraceback,
-            }
-            sql = Q.finish_retry if o.state == TaskState.SCHEDULED else Q.finish_terminal
-            if conn.execute(sql, params).rowcount != 1:
-                stale.append(o.task_id)
-                continue
-            if o.state == TaskState.SUCCESS and o.result is not None:
-                conn.execute(
-                    Q.put_result,
-                    {
-                        "task_id": o.task_id,
-                        "data": o.result,
-                        "stored_at": now,
-                        "expires_at": o.result_expires_at,
-                    },
-                )
+        return _apply_outcomes(conn, outcomes, now=now)
+
+
+def _apply_outcomes(
+    conn: sqlite3.Connection, outcomes: Sequence[Outcome], *, now: float
+) -> list[str]:
+    """Fenced outcome updates plus result rows (inside the caller's write transaction)."""
+    stale: list[str] = []
+    results = []
+    for o in outcomes:
+        etype, emessage, etraceback = error_columns(o.error)
+        params = {
+            "task_id": o.task_id,
+            "attempt": o.attempt,
+            "state": str(o.state),
+            "finished_at": o.finished_at,
+            "retry_at": o.retry_at,
+            "error_type": etype,
+            "error_message": emessage,
+            "error_traceback": etraceback,
+        }
+        sql = Q.finish_retry if o.state == TaskState.SCHEDULED else Q.finish_terminal
+        if conn.execute(sql, params).rowcount != 1:
+            stale.append(o.task_id)
+        elif o.state == TaskState.SUCCESS and o.result is not None:
+            results.append((o.task_id, o.result, now, o.result_expires_at))
+    if results:
+        conn.executemany(Q.put_result, results)
     return stale
 
 

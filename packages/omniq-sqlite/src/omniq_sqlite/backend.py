@@ -236,15 +236,22 @@ class SQLiteBackend(Backend):
         A claimed row that cannot be decoded is marked ``failed`` with a
         ``omniq.errors.DeserializationError`` error and left out; the others are returned.
         """
-        if isinstance(queues, str):
-            raise TypeError("claim(queues=...) takes a sequence of queue names, not a string")
-        queues = list(dict.fromkeys(queues))
+        queues = _check_claim(queues, lease)
         if limit <= 0 or not queues:
             return []
-        if lease <= 0:
-            raise ValueError(f"claim: lease must be > 0 seconds, got {lease}")
         return await self._write(
-            _ops.claim,
+            _ops.claim, self._claim_params(queues, worker_id, limit, lease, executors)
+        )
+
+    def _claim_params(
+        self,
+        queues: Sequence[str],
+        worker_id: str,
+        limit: int,
+        lease: float,
+        executors: Sequence[str] | None,
+    ) -> dict[str, object]:
+        return _ops.claim_params(
             now=self.clock.now(),
             queues=queues,
             worker_id=worker_id,
@@ -252,6 +259,32 @@ class SQLiteBackend(Backend):
             lease=lease,
             executors=None if executors is None else list(executors),
         )
+
+    async def finish_and_claim(
+        self,
+        outcomes: Sequence[Outcome],
+        *,
+        queues: Sequence[str],
+        worker_id: str,
+        limit: int,
+        lease: float,
+        executors: Sequence[str] | None = None,
+    ) -> tuple[list[str], list[Task]]:
+        """Store outcomes and claim up to ``limit`` tasks in one transaction (one thread hop).
+
+        See :meth:`Backend.finish_and_claim`; stale outcomes are returned, not raised.
+        """
+        _check_outcomes(outcomes)
+        if not outcomes:
+            return [], await self.claim(
+                queues=queues, worker_id=worker_id, limit=limit, lease=lease, executors=executors
+            )
+        claim_with = None
+        if limit > 0:
+            queues = _check_claim(queues, lease)
+            if queues:
+                claim_with = self._claim_params(queues, worker_id, limit, lease, executors)
+        return await self._write(_ops.finish_and_claim, outcomes, claim_with, now=self.clock.now())
 
     async def extend_leases(self, leases: Sequence[tuple[str, int]], *, lease: float) -> list[str]:
         """Push each ``(task_id, attempt)`` lease to ``now + lease``; return cancel-requested ids.
@@ -276,13 +309,7 @@ class SQLiteBackend(Backend):
             ValueError: for an outcome state other than success, failed, cancelled or scheduled,
                 or a scheduled outcome without ``retry_at`` (nothing is written).
         """
-        for o in outcomes:
-            if o.state not in _OUTCOME_STATES:
-                raise ValueError(
-                    f"finish: task {o.task_id}: outcome state {o.state!r} is not final"
-                )
-            if o.state == TaskState.SCHEDULED and o.retry_at is None:
-                raise ValueError(f"finish: task {o.task_id}: a scheduled outcome needs retry_at")
+        _check_outcomes(outcomes)
         if not outcomes:
             return
         stale = await self._write(_ops.finish, outcomes, now=self.clock.now())
@@ -372,3 +399,21 @@ class SQLiteBackend(Backend):
             tasks_deleted += tasks
             events_deleted += events
         return tasks_deleted, events_deleted
+
+
+def _check_claim(queues: Sequence[str], lease: float) -> list[str]:
+    """Validate claim arguments; return the queue names without duplicates."""
+    if isinstance(queues, str):
+        raise TypeError("claim(queues=...) takes a sequence of queue names, not a string")
+    if lease <= 0:
+        raise ValueError(f"claim: lease must be > 0 seconds, got {lease}")
+    return list(dict.fromkeys(queues))
+
+
+def _check_outcomes(outcomes: Sequence[Outcome]) -> None:
+    """Refuse, before writing anything, outcomes ``finish`` cannot apply."""
+    for o in outcomes:
+        if o.state not in _OUTCOME_STATES:
+            raise ValueError(f"finish: task {o.task_id}: outcome state {o.state!r} is not final")
+        if o.state == TaskState.SCHEDULED and o.retry_at is None:
+            raise ValueError(f"finish: task {o.task_id}: a scheduled outcome needs retry_at")

@@ -1,15 +1,14 @@
 """The worker: claims due tasks under a lease, runs them on an executor, records the outcome.
 
-Four coroutines cooperate on one event loop:
+Three coroutines cooperate on one event loop:
 
-- the **claim loop** takes up to the free capacity in one ``claim`` call and starts each task;
-  when nothing is due it sleeps with exponential backoff (5 ms up to ``poll_interval``), and an
-  in-process enqueue or a freed slot wakes it at once;
+- the **exchange loop** stores the outcomes that accumulated since its last round and claims up
+  to the free capacity, both in one ``Backend.finish_and_claim`` round trip (one transaction on
+  SQL stores). Under load this is group commit: whatever finished while the previous round ran
+  goes into the next. When nothing is due it sleeps with exponential backoff (5 ms up to
+  ``poll_interval``); a finished task, an in-process enqueue or a freed slot wakes it at once;
 - the **heartbeat** extends every held lease each ``lease / 3`` seconds, learns about requested
   cancellations, and stops tasks whose lease was lost;
-- the **finisher** writes outcomes in batches (group commit: whatever accumulated while the previous
-  write ran goes in the next one), so throughput grows with load while an idle worker writes each
-  outcome at once;
 - the **janitor** recovers expired leases of dead workers and purges old records.
 """
 
@@ -22,19 +21,20 @@ import os
 import socket
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from omniq._context import TaskContext
 from omniq._events import EventRecorder
 from omniq._functions import LOCAL_TOKEN_HEADER, FunctionResolver
 from omniq._ids import new_id
-from omniq.backend import Backend, Outcome
+from omniq.backend import Backend
 from omniq.errors import DeserializationError, LeaseLostError, SerializationError, TaskTimeoutError
 from omniq.executors import Call, Executor
-from omniq.models import ErrorInfo, EventType, Task, TaskState
+from omniq.models import ErrorInfo, EventType, Task
 from omniq.serialization import Serializer, error_info
+from omniq.worker import _outcomes
 from omniq.worker._options import WorkerOptions
+from omniq.worker._outcomes import COUNTER_OF, PendingOutcome
 
 __all__ = ["Worker"]
 
@@ -45,25 +45,6 @@ _PURGE_EVERY = 60.0
 
 # Why a running asyncio task was cancelled by the worker itself.
 _CANCELLED, _LEASE_LOST, _SHUTDOWN = "cancelled", "lease_lost", "shutdown"
-
-
-_COUNTER_OF = {
-    EventType.COMPLETE: "succeeded",
-    EventType.ERROR: "failed",
-    EventType.RETRY: "retried",
-    EventType.CANCELLED: "cancelled",
-}
-
-
-@dataclass(slots=True)
-class _Pending:
-    """An outcome waiting to be stored, with the event to record once it is."""
-
-    task: Task
-    event: EventType
-    detail: str
-    outcome: Outcome
-    failures: int = 0
 
 
 def default_worker_id() -> str:
@@ -113,14 +94,15 @@ class Worker:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._held: dict[str, int] = {}  # task id -> attempt, until the outcome is stored
         self._stop_reasons: dict[str, str] = {}
-        self._outcomes: list[_Pending] = []
+        self._outcomes: list[PendingOutcome] = []
         self._finishing: set[str] = set()  # ids whose outcome is being written right now
-        self._outcome_ready = asyncio.Event()
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
-        self._claimer: asyncio.Task[None] | None = None
+        self._exchanger: asyncio.Task[None] | None = None
+        self._round = asyncio.Lock()  # held while an exchange round trip is in flight
         self._starting = 0  # claimed tasks not yet handed to their executor
-        self._stopping = False
+        self._stopping = False  # no more claims
+        self._drained = False  # no more outcomes will come: the exchange loop may end
         self._started = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -132,10 +114,9 @@ class Worker:
         for executor in self.executors.values():
             await executor.start()
         self._events.start()
-        self._claimer = asyncio.create_task(self._claim_loop(), name="omniq-worker-claim")
+        self._exchanger = asyncio.create_task(self._exchange_loop(), name="omniq-worker-exchange")
         for coro, name in (
             (self._heartbeat_loop(), "heartbeat"),
-            (self._finish_loop(), "finish"),
             (self._janitor_loop(), "janitor"),
         ):
             self._loops.append(asyncio.create_task(coro, name=f"omniq-worker-{name}"))
@@ -161,9 +142,8 @@ class Worker:
             return
         self._stopping = True
         self._wake.set()
-        # Let a claim in flight complete and start its tasks, so none is left claimed but unknown.
-        if self._claimer is not None:
-            await self._claimer
+        # A round in flight may still claim: its tasks start and are drained like the others.
+        await self._round_done()
         grace = self.options.shutdown_grace if grace is None else grace
         running = list(self._running.values())
         if running:
@@ -174,7 +154,10 @@ class Worker:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
-        await self._flush_outcomes()
+        self._drained = True
+        self._wake.set()
+        if self._exchanger is not None:
+            await self._exchanger  # stores the last outcomes, then ends
         await self._release_held()
         for loop_task in self._loops:
             loop_task.cancel()
@@ -211,36 +194,62 @@ class Worker:
     def _free_slots(self) -> int:
         return sum(e.available() for e in self.executors.values()) - self._starting
 
-    async def _claim_loop(self) -> None:
+    async def _round_done(self) -> None:
+        """Wait until the exchange round in flight (if any) has returned."""
+        async with self._round:
+            pass
+
+    async def _exchange_loop(self) -> None:
         sleep = _MIN_SLEEP
-        while not self._stopping:
-            free = self._free_slots()
-            if free <= 0:
+        while True:
+            batch, self._outcomes = self._outcomes, []
+            limit = 0 if self._stopping else self._free_slots()
+            if not batch and limit <= 0:
+                if self._drained:
+                    return
                 await self._wait_for_wake(self.options.poll_interval)
                 continue
-            try:
-                tasks = await self.backend.claim(
-                    queues=self.options.queues,
-                    worker_id=self.worker_id,
-                    limit=free,
-                    lease=self.options.lease,
-                    executors=list(self.executors),
-                )
-            except Exception as exc:
-                log.warning("claim failed (%s: %s); retrying in %.1f s", type(exc).__name__, exc, 1)
+            tasks = await self._exchange(batch, limit)
+            if tasks is None:  # the store failed; outcomes are queued again
                 await self._wait_for_wake(1.0)
                 continue
             for task in tasks:
                 self._start_task(task)
-            if tasks:
+            if tasks or batch:
                 sleep = _MIN_SLEEP
-                if len(tasks) < free:  # the queue is drained for now
-                    await self._wait_for_wake(_MIN_SLEEP)
-                else:
-                    await asyncio.sleep(0)  # let the started tasks begin
-            else:
+            if len(tasks) < limit:  # nothing more is due now: wait for news or poll later
                 await self._wait_for_wake(sleep)
                 sleep = min(sleep * 2, self.options.poll_interval)
+            else:
+                await asyncio.sleep(0)  # let the started tasks begin
+
+    async def _exchange(self, batch: list[PendingOutcome], limit: int) -> list[Task] | None:
+        """One round trip: store ``batch`` and claim up to ``limit``; ``None`` if it failed."""
+        self._finishing = {p.task.id for p in batch}
+        await self._round.acquire()
+        try:
+            stale, tasks = await self.backend.finish_and_claim(
+                [p.outcome for p in batch],
+                queues=self.options.queues,
+                worker_id=self.worker_id,
+                limit=max(limit, 0),
+                lease=self.options.lease,
+                executors=list(self.executors),
+            )
+        except Exception as exc:
+            log.warning("storing outcomes / claiming failed: %s: %s", type(exc).__name__, exc)
+            if batch:  # fall back to outcome-by-outcome storing with retries
+                stored, retry = await self._store_outcomes(batch)
+                self._committed(stored)
+                self._outcomes[:0] = retry
+            return None
+        finally:
+            self._finishing = set()
+            self._round.release()
+        if stale:
+            batch = self._without_lost(batch, stale)
+        self._committed(batch)
+        return tasks
 
     async def _wait_for_wake(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -318,111 +327,44 @@ class Worker:
         self._succeed(task, value)
 
     def _succeed(self, task: Task, value: Any) -> None:
-        now = self.backend.clock.now()
         data: bytes | None = None
-        expires: float | None = None
         if task.result_ttl != 0:
             try:
                 data = self._serializer.dumps(value)
             except SerializationError as exc:
                 self._fail(task, error_info(exc), retry=False)
                 return
-            if task.result_ttl is not None:
-                expires = now + task.result_ttl
-        self._submit(
-            task,
-            EventType.COMPLETE,
-            "",
-            Outcome(
-                task_id=task.id,
-                attempt=task.attempt,
-                state=TaskState.SUCCESS,
-                finished_at=now,
-                result=data,
-                result_expires_at=expires,
-            ),
-        )
+        self._submit(_outcomes.success(task, now=self.backend.clock.now(), data=data))
 
     def _fail(self, task: Task, error: ErrorInfo, *, retry: bool) -> None:
-        now = self.backend.clock.now()
-        detail = f"{error.type}: {error.message}"
-        if retry and task.runs_used <= task.max_retries:
-            delay = task.retry_delay if task.retry_delay is not None else self.options.retry_delay
-            event, state, retry_at = EventType.RETRY, TaskState.SCHEDULED, now + delay
-        else:
-            log.info("task %s (%s) failed: %s", task.id, task.func, detail)
-            event, state, retry_at = EventType.ERROR, TaskState.FAILED, None
         self._submit(
-            task,
-            event,
-            detail,
-            Outcome(
-                task_id=task.id,
-                attempt=task.attempt,
-                state=state,
-                finished_at=now,
-                error=error,
-                retry_at=retry_at,
-            ),
+            _outcomes.failure(
+                task,
+                error,
+                now=self.backend.clock.now(),
+                retry=retry,
+                default_delay=self.options.retry_delay,
+            )
         )
 
     def _cancelled(self, task: Task, message: str) -> None:
-        error = ErrorInfo(type="omniq.errors.TaskCancelledError", message=message)
-        self._submit(
-            task,
-            EventType.CANCELLED,
-            message,
-            Outcome(
-                task_id=task.id,
-                attempt=task.attempt,
-                state=TaskState.CANCELLED,
-                finished_at=self.backend.clock.now(),
-                error=error,
-            ),
-        )
+        self._submit(_outcomes.cancelled(task, message, now=self.backend.clock.now()))
 
     # -- finishing ---------------------------------------------------------------------------
-    def _submit(self, task: Task, event: EventType, detail: str, outcome: Outcome) -> None:
-        self._outcomes.append(_Pending(task, event, detail, outcome))
-        self._outcome_ready.set()
+    def _submit(self, pending: PendingOutcome) -> None:
+        self._outcomes.append(pending)
+        self._wake.set()
 
-    async def _finish_loop(self) -> None:
-        while True:
-            await self._outcome_ready.wait()
-            self._outcome_ready.clear()
-            await self._flush_outcomes()
-
-    async def _flush_outcomes(self) -> None:
-        """Store every pending outcome (group commit), then record events and wake waiters.
-
-        A write that fails is retried with backoff, nothing is dropped; when a batch fails its
-        outcomes are retried one by one, so one outcome the store keeps refusing cannot hold up
-        the others. An outcome refused as invalid (``ValueError``/``TypeError``) several times is
-        given up: its lease then expires and the task is recovered like a dead worker's.
-        """
-        delay = 0.05
-        while self._outcomes:
-            batch, self._outcomes = self._outcomes, []
-            self._finishing = {p.task.id for p in batch}
-            try:
-                stored, failed = await self._store_outcomes(batch)
-            finally:
-                self._finishing = set()
-            self._committed(stored)
-            if failed:
-                self._outcomes[:0] = failed
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                if self._stopping and delay >= 5.0:
-                    return  # leases will expire and other workers recover the tasks
-
-    async def _store_outcomes(self, batch: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
-        """Write a batch; returns ``(stored, to_retry)``."""
+    async def _store_outcomes(
+        self, batch: list[PendingOutcome]
+    ) -> tuple[list[PendingOutcome], list[PendingOutcome]]:
+        """Write outcomes without claiming, splitting the batch when it fails, so one outcome the
+        store keeps refusing cannot hold up the others; returns ``(stored, to_retry)``."""
         try:
             await self.backend.finish([p.outcome for p in batch])
             return batch, []
         except LeaseLostError as exc:
-            return self._without_lost(batch, exc), []
+            return self._without_lost(batch, exc.task_ids), []
         except Exception as exc:
             if len(batch) == 1:
                 return [], self._keep_for_retry(batch[0], exc)
@@ -434,15 +376,22 @@ class Worker:
             retry += again
         return stored, retry
 
-    def _without_lost(self, batch: list[_Pending], exc: LeaseLostError) -> list[_Pending]:
-        lost = set(exc.task_ids)
+    def _without_lost(
+        self, batch: list[PendingOutcome], task_ids: Sequence[str]
+    ) -> list[PendingOutcome]:
+        lost = set(task_ids)
         self.counters["lost"] += len(lost)
-        log.warning("%s; their outcome here was discarded", exc)
+        log.warning(
+            "lease lost for %s: a newer attempt owns them; their outcome here was discarded",
+            ", ".join(sorted(lost)),
+        )
         for task_id in lost:
             self._held.pop(task_id, None)
         return [p for p in batch if p.task.id not in lost]
 
-    def _keep_for_retry(self, pending: _Pending, exc: Exception) -> list[_Pending]:
+    def _keep_for_retry(self, pending: PendingOutcome, exc: Exception) -> list[PendingOutcome]:
+        """Keep a refused outcome for the next round; one refused as invalid five times is
+        given up (its lease then expires and the task is recovered like a dead worker's)."""
         pending.failures += 1
         if isinstance(exc, ValueError | TypeError) and pending.failures >= 5:
             log.error("giving up storing the outcome of task %s: %s", pending.task.id, exc)
@@ -451,10 +400,10 @@ class Worker:
         log.warning("storing the outcome of task %s failed: %s; retrying", pending.task.id, exc)
         return [pending]
 
-    def _committed(self, stored: list[_Pending]) -> None:
+    def _committed(self, stored: list[PendingOutcome]) -> None:
         for p in stored:
             self._held.pop(p.task.id, None)
-            self.counters[_COUNTER_OF[p.event]] += 1
+            self.counters[COUNTER_OF[p.event]] += 1
             self._events.record(p.task, p.event, worker_id=self.worker_id, detail=p.detail)
         if stored and self._on_finished is not None:
             self._on_finished([p.task.id for p in stored])

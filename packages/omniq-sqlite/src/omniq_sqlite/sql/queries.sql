@@ -137,7 +137,7 @@ WHERE id = :task_id AND state = 'running' AND attempt = :attempt
 
 -- name: put_result
 INSERT OR REPLACE INTO omniq_results (task_id, data, stored_at, expires_at)
-VALUES (:task_id, :data, :stored_at, :expires_at)
+VALUES (?, ?, ?, ?)
 
 -- name: release_task
 UPDATE omniq_tasks
@@ -258,4 +258,4 @@ WHERE rowid IN (SELECT rowid FROM omniq_results WHERE expires_at <= :now LIMIT :
 
 -- name: purge_events
 DELETE FROM omniq_events
-WHERE rowid IN (SELECT rowid FROM omniq_events WHERE at < :before LIMIT :batch)
+WHERE id IN (SELECT id FROM omniq_events WHERE at < :before LIMIT :batch)

@@ -1,0 +1,102 @@
+"""Turning how a run ended into the :class:`~omniq.backend.Outcome` the worker stores."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from omniq.backend import Outcome
+from omniq.models import ErrorInfo, EventType, Task, TaskState
+
+__all__ = ["COUNTER_OF", "PendingOutcome", "cancelled", "failure", "success"]
+
+log = logging.getLogger("omniq.worker")
+
+COUNTER_OF = {
+    EventType.COMPLETE: "succeeded",
+    EventType.ERROR: "failed",
+    EventType.RETRY: "retried",
+    EventType.CANCELLED: "cancelled",
+}
+"""Which worker counter an outcome's event increments once the outcome is stored."""
+
+
+@dataclass(slots=True)
+class PendingOutcome:
+    """An outcome waiting to be stored, with the event to record once it is.
+
+    Attributes:
+        task: the task as claimed.
+        event: ``COMPLETE``, ``ERROR``, ``RETRY`` or ``CANCELLED``.
+        detail: the event's detail text.
+        outcome: what ``Backend.finish`` receives.
+        failures: how many times storing it failed so far.
+    """
+
+    task: Task
+    event: EventType
+    detail: str
+    outcome: Outcome
+    failures: int = 0
+
+
+def success(task: Task, *, now: float, data: bytes | None) -> PendingOutcome:
+    """The task returned; ``data`` is its encoded value (``None`` when ``result_ttl == 0``)."""
+    expires = None if task.result_ttl is None or data is None else now + task.result_ttl
+    return PendingOutcome(
+        task,
+        EventType.COMPLETE,
+        "",
+        Outcome(
+            task_id=task.id,
+            attempt=task.attempt,
+            state=TaskState.SUCCESS,
+            finished_at=now,
+            result=data,
+            result_expires_at=expires,
+        ),
+    )
+
+
+def failure(
+    task: Task, error: ErrorInfo, *, now: float, retry: bool, default_delay: float
+) -> PendingOutcome:
+    """The run failed: retried after ``retry_delay`` while runs are left and ``retry`` is True,
+    else final. Runs left: ``task.runs_used <= task.max_retries`` (``retries=N`` → N+1 runs)."""
+    detail = f"{error.type}: {error.message}"
+    if retry and task.runs_used <= task.max_retries:
+        delay = task.retry_delay if task.retry_delay is not None else default_delay
+        event, state, retry_at = EventType.RETRY, TaskState.SCHEDULED, now + delay
+    else:
+        log.info("task %s (%s) failed: %s", task.id, task.func, detail)
+        event, state, retry_at = EventType.ERROR, TaskState.FAILED, None
+    return PendingOutcome(
+        task,
+        event,
+        detail,
+        Outcome(
+            task_id=task.id,
+            attempt=task.attempt,
+            state=state,
+            finished_at=now,
+            error=error,
+            retry_at=retry_at,
+        ),
+    )
+
+
+def cancelled(task: Task, message: str, *, now: float) -> PendingOutcome:
+    """The run was stopped because its cancellation was requested."""
+    error = ErrorInfo(type="omniq.errors.TaskCancelledError", message=message)
+    return PendingOutcome(
+        task,
+        EventType.CANCELLED,
+        message,
+        Outcome(
+            task_id=task.id,
+            attempt=task.attempt,
+            state=TaskState.CANCELLED,
+            finished_at=now,
+            error=error,
+        ),
+    )
