@@ -13,6 +13,7 @@ and idempotency; the conformance suite (``omniq.testing``) checks exactly those 
 from __future__ import annotations
 
 import abc
+import logging
 from collections.abc import Sequence
 from typing import ClassVar, Self
 
@@ -193,9 +194,19 @@ class Backend(abc.ABC):
                 stale = list(exc.task_ids)
         tasks: list[Task] = []
         if limit > 0:
-            tasks = await self.claim(
-                queues=queues, worker_id=worker_id, limit=limit, lease=lease, executors=executors
-            )
+            try:
+                tasks = await self.claim(
+                    queues=queues,
+                    worker_id=worker_id,
+                    limit=limit,
+                    lease=lease,
+                    executors=executors,
+                )
+            except Exception as exc:
+                if not outcomes:
+                    raise
+                # The outcomes are stored: report that, and let the next round claim.
+                logging.getLogger("omniq.backend").warning("claim failed: %s", exc)
         return stale, tasks
 
     @abc.abstractmethod
@@ -230,8 +241,9 @@ class Backend(abc.ABC):
         """Give running tasks back unfinished (graceful shutdown): each becomes ``pending`` now.
 
         ``attempt`` is kept (fencing tokens never repeat) and ``released`` grows by one, so a
-        task cut short by a shutdown keeps all its retries. Stale pairs are skipped. Returns the
-        ids released.
+        task cut short by a shutdown keeps all its retries. A task whose cancellation was
+        requested becomes ``cancelled`` instead. Stale pairs are skipped. Returns the ids
+        released (or so cancelled).
         """
 
     @abc.abstractmethod

@@ -99,7 +99,9 @@ class Task(msgspec.Struct, kw_only=True):
         created_at: when it was enqueued (seconds since the epoch).
         attempt: how many times it has been claimed; also the fencing token of the current lease.
         max_retries: how many times a failure is retried; the task runs at most ``max_retries + 1`` times.
-        retry_delay: seconds to wait before a retry, or ``None`` for the worker default.
+        retry_delay: seconds to wait before a retry (stamped at enqueue from
+            ``OMNIQ_RETRY_DELAY`` when not given; ``None`` only in records written by hand, for
+            which the worker's setting applies).
         timeout: seconds one run may take, or ``None`` for no limit.
         result_ttl: seconds to keep the result; ``None`` forever, ``0`` not at all.
         idempotency_key: while a task with this key exists, enqueueing another returns it instead.

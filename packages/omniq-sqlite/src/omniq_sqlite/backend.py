@@ -317,7 +317,9 @@ class SQLiteBackend(Backend):
             raise errors.LeaseLostError(stale)
 
     async def release(self, leases: Sequence[tuple[str, int]]) -> list[str]:
-        """Return running tasks to ``pending`` without counting the attempt; skip stale pairs."""
+        """Give running tasks back (see :meth:`Backend.release`): ``pending`` with ``released``
+        one higher and ``attempt`` kept, or ``cancelled`` when a cancel was requested; stale pairs
+        are skipped."""
         if not leases:
             return []
         return await self._write(_ops.release, leases, now=self.clock.now())
@@ -326,7 +328,8 @@ class SQLiteBackend(Backend):
         """Recover up to ``limit`` running tasks whose lease expired (worker lost).
 
         Each becomes ``pending`` (error ``omniq.errors.WorkerLostError``), or ``failed`` when
-        ``attempt > max_retries``. Returns the tasks as they now are.
+        ``attempt - released > max_retries``, or ``cancelled`` when a cancel was requested. Returns
+        the tasks as they now are.
         """
         if limit <= 0:
             return []

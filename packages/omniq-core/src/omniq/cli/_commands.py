@@ -178,11 +178,19 @@ def tasks_show(storage_url: str | None, task_id: str) -> None:
 def tasks_cancel(storage_url: str | None, task_ids: tuple[str, ...]) -> None:
     """Cancel tasks: queued ones never run, running ones are asked to stop."""
 
-    async def cancel(q: AsyncTaskQueue) -> list[tuple[str, bool]]:
-        return [(tid, await q.cancel(tid)) for tid in task_ids]
+    async def cancel(q: AsyncTaskQueue) -> list[tuple[str, str]]:
+        outcome = []
+        for tid in task_ids:
+            if not await q.cancel(tid):
+                outcome.append((tid, "already finished"))
+            elif (await q.get_task(tid)).state is TaskState.CANCELLED:
+                outcome.append((tid, "cancelled"))
+            else:
+                outcome.append((tid, "cancel requested (running; its worker stops it)"))
+        return outcome
 
-    for tid, done in run(cancel, storage_url):
-        click.echo(f"{tid}: {'cancelled' if done else 'already finished'}")
+    for tid, what in run(cancel, storage_url):
+        click.echo(f"{tid}: {what}")
 
 
 @click.command()

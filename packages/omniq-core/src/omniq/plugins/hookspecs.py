@@ -49,4 +49,5 @@ def omniq_register_commands(cli: click.Group) -> None:
 
 @hookspec
 def omniq_unconfigure() -> None:
-    """Called once at process exit, after every queue has closed."""
+    """Called once at interpreter exit (``atexit``) in a process that called ``omniq_configure``;
+    sync queues left open are closed before it, async ones may not be."""

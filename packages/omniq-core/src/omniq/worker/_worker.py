@@ -30,7 +30,7 @@ from omniq._ids import new_id
 from omniq.backend import Backend
 from omniq.errors import DeserializationError, LeaseLostError, SerializationError, TaskTimeoutError
 from omniq.executors import Call, Executor
-from omniq.models import ErrorInfo, EventType, Task
+from omniq.models import ErrorInfo, EventType, Task, TaskState
 from omniq.serialization import Serializer, error_info
 from omniq.worker import _outcomes
 from omniq.worker._options import WorkerOptions
@@ -41,6 +41,7 @@ __all__ = ["Worker"]
 log = logging.getLogger("omniq.worker")
 
 _MIN_SLEEP = 0.005
+_GIVE_UP_ROUNDS_WHEN_STOPPING = 4  # about 0.2 + 0.4 + 0.8 + 1.6 s of retries
 _PURGE_EVERY = 60.0
 
 # Why a running asyncio task was cancelled by the worker itself.
@@ -128,7 +129,7 @@ class Worker:
         )
 
     def wake(self) -> None:
-        """Make the claim loop poll now (called on in-process enqueue)."""
+        """Make the exchange loop poll now (called on in-process enqueue)."""
         self._wake.set()
 
     async def stop(self, grace: float | None = None) -> None:
@@ -179,16 +180,22 @@ class Worker:
         except Exception as exc:  # their leases will expire and be recovered instead
             log.warning("could not release %d task(s): %s", len(leases), exc)
             return
+        self._held.clear()
         log.info("released %d unfinished task(s) for other workers", len(released))
-        for task in await self.backend.get_tasks(released):
-            if task is not None:
+        try:
+            now_stored = await self.backend.get_tasks(released)
+        except Exception as exc:  # only the events are missing
+            log.warning("could not read released tasks back: %s", exc)
+            return
+        for task in now_stored:
+            if task is not None:  # a task whose cancel was requested ends cancelled instead
+                cancelled = task.state is TaskState.CANCELLED
                 self._events.record(
                     task,
-                    EventType.RELEASED,
+                    EventType.CANCELLED if cancelled else EventType.RELEASED,
                     worker_id=self.worker_id,
-                    detail="worker shutting down",
+                    detail="cancelled while running" if cancelled else "worker shutting down",
                 )
-        self._held.clear()
 
     # -- claiming ----------------------------------------------------------------------------
     def _free_slots(self) -> int:
@@ -201,6 +208,7 @@ class Worker:
 
     async def _exchange_loop(self) -> None:
         sleep = _MIN_SLEEP
+        failed_rounds = 0
         while True:
             batch, self._outcomes = self._outcomes, []
             limit = 0 if self._stopping else self._free_slots()
@@ -210,9 +218,18 @@ class Worker:
                 await self._wait_for_wake(self.options.poll_interval)
                 continue
             tasks = await self._exchange(batch, limit)
-            if tasks is None:  # the store failed; outcomes are queued again
-                await self._wait_for_wake(1.0)
+            if tasks is None:  # the store failed; the outcomes are queued again
+                failed_rounds += 1
+                if self._drained and failed_rounds >= _GIVE_UP_ROUNDS_WHEN_STOPPING:
+                    log.warning(
+                        "store unavailable while stopping: %d outcome(s) not stored; their "
+                        "leases will expire and other workers will run those tasks again",
+                        len(self._outcomes),
+                    )
+                    return
+                await self._wait_for_wake(min(0.1 * 2**failed_rounds, 5.0))
                 continue
+            failed_rounds = 0
             for task in tasks:
                 self._start_task(task)
             if tasks or batch:
@@ -236,12 +253,16 @@ class Worker:
                 lease=self.options.lease,
                 executors=list(self.executors),
             )
-        except Exception as exc:
+        except (ValueError, TypeError) as exc:
+            # The store refused the data itself: find the offending outcome(s), store the rest.
+            log.warning("storing outcomes failed: %s: %s", type(exc).__name__, exc)
+            stored, retry = await self._store_outcomes(batch)
+            self._committed(stored)
+            self._outcomes[:0] = retry
+            return None
+        except Exception as exc:  # the store is unavailable: keep everything for the next round
             log.warning("storing outcomes / claiming failed: %s: %s", type(exc).__name__, exc)
-            if batch:  # fall back to outcome-by-outcome storing with retries
-                stored, retry = await self._store_outcomes(batch)
-                self._committed(stored)
-                self._outcomes[:0] = retry
+            self._outcomes[:0] = batch
             return None
         finally:
             self._finishing = set()
