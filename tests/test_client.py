@@ -263,3 +263,108 @@ def test_retry_delay_default_is_fixed_at_enqueue(settings: Settings) -> None:
             queue.get_task(queue.enqueue(e2e_tasks.add, args=(1, 1), retry_delay=7)).retry_delay
             == 7.0
         )
+
+
+def test_a_task_raising_cancelled_error_fails_like_any_error(settings: Settings) -> None:
+    with TaskQueue(settings=settings) as queue:
+        task_id = queue.enqueue(e2e_tasks.raise_cancelled, retries=0)
+        with pytest.raises(TaskFailedError) as info:
+            queue.get_result(task_id, timeout=10)
+    assert info.value.remote_type == "asyncio.exceptions.CancelledError"
+
+
+@pytest.mark.parametrize("worker_type", ["async", "thread"])
+def test_a_tasks_own_timeout_error_is_not_an_omniq_timeout(
+    settings: Settings, worker_type: str
+) -> None:
+    with TaskQueue(settings=settings, worker_type=worker_type) as queue:
+        task_id = queue.enqueue(e2e_tasks.raise_timeout, retries=0, timeout=30)
+        with pytest.raises(TaskFailedError) as info:
+            queue.get_result(task_id, timeout=10)
+    assert info.value.remote_type == "builtins.TimeoutError"
+    assert info.value.remote_message == "upstream API timed out"
+
+
+def test_a_bound_method_runs_with_its_instance(settings: Settings) -> None:
+    with TaskQueue(settings=settings, worker_type="thread") as queue:
+        task_id = queue.enqueue(e2e_tasks.Multiplier(7).times, args=(6,))
+        assert queue.get_result(task_id, timeout=10) == 42
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "names"),
+    [
+        ({"delay": float("nan")}, ConfigError, "delay"),
+        ({"delay": -1}, ConfigError, "delay"),
+        ({"priority": 1.5}, TypeError, "priority"),
+        ({"priority": 2**70}, ConfigError, "priority"),
+        ({"retries": "3"}, TypeError, "retries"),
+        ({"retries": -1}, ConfigError, "retries"),
+        ({"timeout": 0}, ConfigError, "timeout"),
+        ({"timeout": "10"}, TypeError, "timeout"),
+        ({"result_ttl": float("nan")}, ConfigError, "result_ttl"),
+        ({"retry_delay": float("inf")}, ConfigError, "retry_delay"),
+        ({"eta": 12345.0}, TypeError, "eta"),
+        ({"queue": 123}, TypeError, "queue"),
+        ({"queue": ""}, TypeError, "queue"),
+        ({"headers": {"a": 1}}, TypeError, "headers"),
+        ({"executor": "Not A Name"}, ConfigError, "executor"),
+        ({"kwargs": {1: 2}}, TypeError, "kwargs"),
+        ({"args": "abc"}, TypeError, "args"),
+    ],
+)
+def test_bad_enqueue_options_fail_in_the_caller_naming_the_option(
+    settings: Settings, options: dict[str, object], error: type[Exception], names: str
+) -> None:
+    with TaskQueue(settings=settings, workers=0) as queue:
+        with pytest.raises(error, match=names):
+            queue.enqueue(e2e_tasks.add, **options)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match=r"package\.module:function"):
+            queue.enqueue("not a path")
+        with pytest.raises(ConfigError, match="timeout"):
+            queue.get_result("x", timeout=float("nan"))
+        with pytest.raises(ConfigError, match="limit"):
+            queue.list_tasks(limit=0)
+        assert queue.list_tasks() == []  # nothing half-written
+
+
+def test_decorator_options_are_checked_at_decoration(settings: Settings) -> None:
+    with (
+        TaskQueue(settings=settings, workers=0) as queue,
+        pytest.raises(ConfigError, match="retries"),
+    ):
+        queue.task(retries=-2)(e2e_tasks.add)
+
+
+def test_an_async_queue_belongs_to_one_event_loop(settings: Settings) -> None:
+    queue = AsyncTaskQueue(settings=settings, workers=0)
+
+    async def first() -> str:
+        await queue.open()
+        return await queue.enqueue(e2e_tasks.add, args=(1, 1))
+
+    asyncio.run(first())
+    with pytest.raises(RuntimeError, match="another event loop"):
+        asyncio.run(queue.enqueue(e2e_tasks.add, args=(1, 1)))
+    asyncio.run(queue.backend.close())
+
+
+def test_an_async_queue_never_closed_hands_its_tasks_back(settings: Settings) -> None:
+    started = []
+
+    queue = AsyncTaskQueue(settings=settings)
+
+    async def main() -> str:
+        task_id = await queue.enqueue(e2e_tasks.slow, args=(60,))
+        while not started:
+            task = await queue.get_task(task_id)
+            if task.state is TaskState.RUNNING:
+                started.append(task)
+            await asyncio.sleep(0.01)
+        return task_id  # asyncio.run ends without queue.close()
+
+    task_id = asyncio.run(main())
+    asyncio.run(queue.backend.close())
+    with TaskQueue(settings=settings, workers=0) as reader:
+        task = reader.get_task(task_id)
+    assert (task.state, task.released) == (TaskState.PENDING, 1)

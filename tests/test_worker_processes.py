@@ -30,6 +30,16 @@ async def raw_enqueue(url: str, tasks: list[Task]) -> None:
         await backend.enqueue(tasks)
 
 
+def events_of(queue: TaskQueue, task_id: str, until: Callable[[list[str]], bool]) -> list[str]:
+    """The task's event types, polled until ``until`` holds (other processes flush events
+    every 0.2 s) or 10 s passed."""
+    deadline = time.monotonic() + 10
+    while True:
+        types = [e.type.value for e in queue.list_events(task_id=task_id)]
+        if until(types) or time.monotonic() > deadline:
+            return types
+
+
 def wait_for(path: Path, timeout: float = 20.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -56,7 +66,7 @@ def test_sigkill_mid_task_completes_on_another_worker_with_attempt_2(
         assert result == {"pid": second.pid, "attempt": 2}
         task = queue.get_task(task_id)
         assert task.attempt == 2 and task.state is TaskState.SUCCESS
-        events = [e.type for e in queue.list_events(task_id=task_id)]
+        events = events_of(queue, task_id, lambda types: "lease_expired" in types)
     assert EventType.LEASE_EXPIRED in events
 
 
@@ -106,8 +116,9 @@ def test_sigterm_past_grace_releases_the_task_without_counting_an_attempt(
             1,
             0,
         )
-        events = [e.type for e in queue.list_events(task_id=task_id)]
+        events = events_of(queue, task_id, lambda types: "released" in types)
     assert events.count(EventType.EXECUTING) == 1
+    assert EventType.RELEASED in events
 
 
 def test_bad_records_fail_alone_and_the_worker_keeps_serving(
@@ -184,3 +195,37 @@ def test_script_that_never_closes_exits_promptly_and_loses_nothing(
     with TaskQueue(settings=settings, workers=0) as queue:
         task = queue.get_task(long_id)
     assert task.state is TaskState.PENDING  # released at exit, waiting for the next worker
+
+
+def test_a_frozen_worker_that_outlived_its_lease_hands_over_cleanly(
+    settings: Settings, db_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    marker = tmp_path / "started"
+    frozen = spawn_worker(db_url, "--lease", "1", "--executor", "thread", "-c", "4")
+    spawn_worker(db_url, "--lease", "1", "--queues", "elsewhere")  # its janitor recovers leases
+    with TaskQueue(settings=settings, workers=0) as queue:
+        task_id = queue.enqueue(e2e_tasks.slow, args=(1.5, str(marker)), retries=2)
+        wait_for(marker)
+        frozen.send_signal(signal.SIGSTOP)  # a GC pause, a VM freeze, a stuck disk…
+        time.sleep(2.5)
+        frozen.send_signal(signal.SIGCONT)
+        assert queue.get_result(task_id, timeout=30)["attempt"] == 2
+        task = queue.get_task(task_id)
+        assert (task.state, task.attempt) == (TaskState.SUCCESS, 2)
+        events = events_of(queue, task_id, lambda types: "complete" in types)
+    assert events.count(EventType.EXECUTING) == 2
+    assert events.count(EventType.COMPLETE) == 1
+
+
+def test_a_signal_delivered_twice_at_once_still_drains(
+    settings: Settings, db_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    marker = tmp_path / "started"
+    worker = spawn_worker(db_url, "--executor", "thread")
+    with TaskQueue(settings=settings, workers=0) as queue:
+        task_id = queue.enqueue(e2e_tasks.slow, args=(1.0, str(marker)))
+        wait_for(marker)
+        worker.send_signal(signal.SIGINT)  # as `uv run` forwarding plus the terminal's own
+        worker.send_signal(signal.SIGINT)
+        assert worker.wait(timeout=30) == 0
+        assert queue.get_task(task_id).state is TaskState.SUCCESS

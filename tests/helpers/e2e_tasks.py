@@ -61,3 +61,21 @@ def wait_for_cancel(marker: str) -> str:
         time.sleep(0.01)
     Path(marker).write_text("saw cancel" if ctx.cancelled() else "timed out")
     return "finished anyway"
+
+
+async def raise_cancelled() -> None:
+    import asyncio
+
+    raise asyncio.CancelledError("the task's own doing")
+
+
+def raise_timeout() -> None:
+    raise TimeoutError("upstream API timed out")
+
+
+class Multiplier:
+    def __init__(self, factor: int) -> None:
+        self.factor = factor
+
+    def times(self, value: int) -> int:
+        return self.factor * value

@@ -3,34 +3,16 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, Generic, ParamSpec, TypeVar
 
-from omniq._defaults import DEFAULT, Default
+from omniq._options import TaskOptions
 
 __all__ = ["AsyncTaskFunction", "TaskFunction", "TaskOptions"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-@dataclass(frozen=True, kw_only=True)
-class TaskOptions:
-    """Per-task options, as :meth:`omniq.AsyncTaskQueue.enqueue` documents them."""
-
-    queue: str | None = None
-    delay: float | timedelta | None = None
-    eta: datetime | None = None
-    priority: int = 0
-    timeout: float | Default | None = DEFAULT
-    retries: int | Default = DEFAULT
-    retry_delay: float | None = None
-    result_ttl: float | Default | None = DEFAULT
-    idempotency_key: str | None = None
-    executor: str | None = None
-    headers: Mapping[str, str] | None = None
 
 
 _EnqueueFn = Callable[

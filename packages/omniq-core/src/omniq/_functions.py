@@ -11,6 +11,7 @@ included, rather than a copy.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import uuid
 import weakref
@@ -23,6 +24,7 @@ from omniq.serialization import Serializer
 __all__ = [
     "LOCAL_TOKEN_HEADER",
     "FunctionResolver",
+    "bound_to_instance",
     "function_path",
     "local_token",
     "needs_dill",
@@ -62,6 +64,13 @@ def function_path(fn: Callable[..., Any]) -> str:
     return f"{module}:{qualname}"
 
 
+def bound_to_instance(fn: Callable[..., Any]) -> bool:
+    """True for a method bound to an instance: its path names the function but not the instance,
+    so it must travel as dill (a classmethod's "instance" is its class, importable by path)."""
+    self_ = getattr(fn, "__self__", None)
+    return inspect.ismethod(fn) and not isinstance(self_, type)
+
+
 def needs_dill(path: str) -> bool:
     """True when a path cannot be imported by another process (``__main__``, lambdas, closures)."""
     module, _, qualname = path.partition(":")
@@ -99,8 +108,9 @@ class FunctionResolver:
     ) -> Callable[..., Any]:
         """Find the function.
 
-        Order: the very object enqueued by this process (``token``), then dill bytes when the
-        path is not importable elsewhere, then import by path.
+        Order: the very object enqueued by this process (``token``), then the dill bytes (sent
+        only for functions a path cannot name: lambdas, closures, ``__main__`` functions, bound
+        methods), then import by path.
 
         Raises:
             DeserializationError: the function cannot be found or loaded; the message says why and
@@ -109,7 +119,7 @@ class FunctionResolver:
         local = _local_functions.get(token) if token else None
         if local is not None:
             return local
-        if needs_dill(path):
+        if func_bytes is not None or needs_dill(path):  # bytes come only when the path won't do
             return self._load_dill(path, func_bytes)
         cached = self._cache.get(path)
         if cached is None:

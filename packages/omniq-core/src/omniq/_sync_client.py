@@ -13,7 +13,8 @@ import weakref
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
-from omniq._decorator import TaskFunction, TaskOptions
+from omniq._decorator import TaskFunction
+from omniq._options import TaskOptions
 from omniq._portal import Portal
 from omniq.client import AsyncTaskQueue
 from omniq.clock import Clock

@@ -9,15 +9,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
-from omniq._decorator import AsyncTaskFunction, TaskOptions
+from omniq._decorator import AsyncTaskFunction
 from omniq._defaults import DEFAULT, Default
 from omniq._events import EventRecorder
-from omniq._functions import LOCAL_TOKEN_HEADER, function_path, local_token, needs_dill
+from omniq._functions import (
+    LOCAL_TOKEN_HEADER,
+    bound_to_instance,
+    function_path,
+    local_token,
+    needs_dill,
+)
 from omniq._ids import new_id
+from omniq._options import TaskOptions, check_seconds
 from omniq._setup import (
     create_backend,
     create_executor,
@@ -33,6 +41,7 @@ from omniq.errors import (
     ResultExpiredError,
     ResultNotStoredError,
     ResultTimeoutError,
+    SerializationError,
     TaskCancelledError,
     TaskFailedError,
     TaskNotFoundError,
@@ -52,13 +61,6 @@ R = TypeVar("R")
 
 
 _MAX_POLL = 0.2
-
-
-def _seconds(name: str, value: float | timedelta) -> float:
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if seconds < 0:
-        raise ValueError(f"{name} must be >= 0 seconds, got {seconds}")
-    return seconds
 
 
 class AsyncTaskQueue:
@@ -131,17 +133,29 @@ class AsyncTaskQueue:
             )
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._open_lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._opened = False
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def open(self) -> None:
-        """Connect to the backend and start the embedded worker (done on first use anyway)."""
+        """Connect to the backend and start the embedded worker (done on first use anyway).
+
+        Raises:
+            RuntimeError: the queue is closed, or was opened on another event loop (an
+                ``AsyncTaskQueue`` lives on one loop: create one per ``asyncio.run``).
+        """
         if self._opened:
+            if asyncio.get_running_loop() is not self._loop:
+                raise RuntimeError(
+                    "this AsyncTaskQueue was opened on another event loop (an earlier "
+                    "asyncio.run?); create one queue per event loop, or use TaskQueue"
+                )
             return
         if self._closed:
             raise RuntimeError("this queue was closed; create a new one")
         if self._open_lock is None:
+            self._loop = asyncio.get_running_loop()
             self._open_lock = asyncio.Lock()
         async with self._open_lock:
             if self._opened:  # another coroutine opened it while we waited for the lock
@@ -174,6 +188,41 @@ class AsyncTaskQueue:
         await self.close()
 
     # -- enqueueing --------------------------------------------------------------------------
+    def _function_ref(
+        self, func: Callable[..., Any] | str, headers: dict[str, str]
+    ) -> tuple[str, bytes | None]:
+        """``(path, dill bytes or None)`` naming ``func`` for workers; may add the local token."""
+        if isinstance(func, str):
+            if not re.fullmatch(r"[\w.]+:[\w.]+", func):
+                raise ConfigError(f"task path {func!r} must look like 'package.module:function'")
+            return func, None
+        if not callable(func):
+            raise TypeError(f"func must be a callable or an import path, got {func!r}")
+        path = function_path(func)
+        if not (needs_dill(path) or bound_to_instance(func)):
+            return path, None
+        token = local_token(func)
+        if token is not None:
+            headers[LOCAL_TOKEN_HEADER] = token  # the embedded worker runs this very object
+        if self.serializer.dill_enabled:
+            try:
+                return path, self.serializer.dumps_function(func)
+            except SerializationError:
+                if token is None:
+                    raise
+                log.warning(
+                    "%s cannot travel as dill (it refers to something unpicklable); only this "
+                    "process's embedded worker can run it",
+                    path,
+                )
+                return path, None
+        if "<" in path or bound_to_instance(func):
+            raise ConfigError(
+                f"{path} is a lambda, nested function or bound method: a worker cannot import "
+                "it. Define it at module level, or set OMNIQ_SECRET_KEY so it travels as signed dill"
+            )
+        return path, None
+
     def _build_task(
         self,
         func: Callable[..., Any] | str,
@@ -183,32 +232,15 @@ class AsyncTaskQueue:
     ) -> Task:
         if isinstance(args, str | bytes) or not isinstance(args, Sequence):
             raise TypeError(f"args must be a tuple or list of arguments, got {type(args).__name__}")
+        if kwargs is not None and (
+            not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs)
+        ):
+            raise TypeError(f"kwargs must be a mapping with str keys, got {kwargs!r}")
         headers = dict(options.headers or {})
-        if isinstance(func, str):
-            path, func_bytes = func, None
-            if ":" not in path:
-                raise ConfigError(f"task path {path!r} must look like 'package.module:function'")
-        elif callable(func):
-            path = function_path(func)
-            func_bytes = None
-            if needs_dill(path):
-                token = local_token(func)
-                if token is not None:
-                    headers[LOCAL_TOKEN_HEADER] = token
-                if self.serializer.dill_enabled:
-                    func_bytes = self.serializer.dumps_function(func)
-                elif "<" in path:
-                    raise ConfigError(
-                        f"{path} is a lambda or nested function: it cannot be imported by a worker. "
-                        "Define it at module level, or set OMNIQ_SECRET_KEY so it travels as signed dill"
-                    )
-        else:
-            raise TypeError(f"func must be a callable or an import path, got {func!r}")
+        path, func_bytes = self._function_ref(func, headers)
         now = self.backend.clock.now()
         run_at = now
         if options.eta is not None:
-            if options.delay is not None:
-                raise ConfigError("pass either delay or eta, not both")
             if options.eta.tzinfo is None or options.eta.utcoffset() is None:
                 raise ConfigError(
                     f"eta={options.eta!r} is a naive datetime; give it a time zone, "
@@ -216,24 +248,16 @@ class AsyncTaskQueue:
                 )
             run_at = options.eta.timestamp()
         elif options.delay is not None:
-            run_at = now + _seconds("delay", options.delay)
-        s = self.settings
-        retries = s.retry_attempts if options.retries is DEFAULT else options.retries
-        if retries < 0:
-            raise ConfigError(f"retries must be >= 0, got {retries}")
-        result_ttl = s.result_ttl if options.result_ttl is DEFAULT else options.result_ttl
-        if result_ttl is not None and result_ttl < 0:
-            raise ConfigError(
-                f"result_ttl={result_ttl}: use None (keep forever), 0 (store nothing) or seconds > 0"
-            )
+            run_at = now + (check_seconds("delay", options.delay) or 0.0)
         if options.priority and not self.backend.capabilities.priority:
             raise NotSupportedError(
                 f"{type(self.backend).__name__} does not order tasks by priority; "
                 "enqueue without priority or use a backend that declares it"
             )
+        s = self.settings
+        result_ttl = s.result_ttl if options.result_ttl is DEFAULT else options.result_ttl
         timeout = s.task_timeout if options.timeout is DEFAULT else options.timeout
-        if timeout is not None and timeout <= 0:
-            raise ConfigError(f"timeout must be > 0 seconds or None, got {timeout}")
+        retry_delay = s.retry_delay if options.retry_delay is None else options.retry_delay
         return Task(
             id=new_id(),
             func=path,
@@ -245,13 +269,10 @@ class AsyncTaskQueue:
             priority=options.priority,
             executor=options.executor,
             state=TaskState.SCHEDULED if run_at > now else TaskState.PENDING,
-            max_retries=retries,
-            retry_delay=_seconds(
-                "retry_delay",
-                s.retry_delay if options.retry_delay is None else options.retry_delay,
-            ),
-            timeout=timeout,
-            result_ttl=result_ttl,
+            max_retries=s.retry_attempts if options.retries is DEFAULT else options.retries,
+            retry_delay=check_seconds("retry_delay", retry_delay),
+            timeout=check_seconds("timeout", timeout, allow_zero=False, allow_none=True),
+            result_ttl=check_seconds("result_ttl", result_ttl, allow_none=True),
             idempotency_key=options.idempotency_key,
             headers=headers,
         )
@@ -426,6 +447,7 @@ class AsyncTaskQueue:
             ResultExpiredError: its result outlived ``result_ttl``.
             TaskNotFoundError: no such task.
         """
+        timeout = check_seconds("timeout", timeout, allow_none=True)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         poll = 0.005
@@ -506,7 +528,17 @@ class AsyncTaskQueue:
         state: TaskState | str | None = None,
         limit: int = 100,
     ) -> list[Task]:
-        """Stored tasks, newest first, optionally of one queue and/or state."""
+        """Stored tasks, newest first, optionally of one queue and/or state.
+
+        Raises:
+            ConfigError: ``limit`` is not between 1 and 10,000, or ``state`` is unknown.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise ConfigError(f"limit={limit!r}: must be an integer between 1 and 10000")
+        if state is not None and state not in TaskState._value2member_map_:
+            raise ConfigError(
+                f"state={state!r}: expected one of {', '.join(s.value for s in TaskState)}"
+            )
         await self.open()
         return await self.backend.list_tasks(
             TaskQuery(

@@ -181,6 +181,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         float,
         Meta(
             gt=0,
+            le=86_400,
             description=(
                 "Visibility timeout of a claimed task: if its worker stops renewing the lease "
                 "for this long, another worker may claim it."
@@ -190,7 +191,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ] = 30.0
     poll_interval: Annotated[
         float,
-        Meta(gt=0, description="Longest idle sleep between two claim polls.", extra=_SECONDS),
+        Meta(
+            gt=0, le=60, description="Longest idle sleep between two claim polls.", extra=_SECONDS
+        ),
     ] = 0.5
     max_payload_bytes: Annotated[
         int,

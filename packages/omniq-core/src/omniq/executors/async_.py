@@ -14,11 +14,17 @@ __all__ = ["AsyncExecutor"]
 
 
 async def _await_future(call: Call, future: asyncio.Future[Any]) -> Any:
-    """Await a thread's result with the call's timeout; on timeout or cancel, signal the thread."""
+    """Await a thread's result with the call's timeout; on timeout or cancel, signal the thread.
+
+    Only the expiry of this timeout becomes :class:`TaskTimeoutError`; a ``TimeoutError`` raised
+    by the task's own code (``socket.timeout``, a client library's) is its own error, unchanged.
+    """
     try:
-        async with asyncio.timeout(call.timeout):
+        async with asyncio.timeout(call.timeout) as scope:
             return await asyncio.shield(future)
     except TimeoutError:
+        if not scope.expired():
+            raise
         call.context.cancel_event.set()
         if future.done() and future.exception() is None:
             return future.result()

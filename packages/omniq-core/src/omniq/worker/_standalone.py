@@ -28,6 +28,9 @@ __all__ = ["import_task_modules", "run_worker"]
 
 log = logging.getLogger("omniq.worker")
 
+_SAME_SIGNAL_WINDOW = 1.0
+"""Seconds within which a repeated signal counts as a duplicate delivery of the first."""
+
 
 def import_task_modules(modules: Sequence[str]) -> None:
     """Import the modules that define the tasks (the current directory is put on ``sys.path``).
@@ -40,7 +43,7 @@ def import_task_modules(modules: Sequence[str]) -> None:
     for name in modules:
         try:
             importlib.import_module(name)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a module calling sys.exit() on import, too
             raise ConfigError(f"--import {name}: {type(exc).__name__}: {exc}") from exc
 
 
@@ -89,13 +92,23 @@ async def run_worker(
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
 
+        first_signal_at: float | None = None
+
         def on_signal(signum: int) -> None:
-            if stop.is_set():
-                log.warning("second %s: exiting now", signal.Signals(signum).name)
+            nonlocal first_signal_at
+            name = signal.Signals(signum).name
+            now = loop.time()
+            if first_signal_at is not None:
+                # A launcher (uv run, a shell's process group) can deliver one Ctrl-C or SIGTERM
+                # twice within milliseconds; only a signal sent a moment later means "now".
+                if now - first_signal_at < _SAME_SIGNAL_WINDOW:
+                    return
+                log.warning("second %s: exiting now", name)
                 os._exit(128 + signum)
-            log.info(
-                "%s: stopping after running tasks (grace %.0f s)",
-                signal.Signals(signum).name,
+            first_signal_at = now
+            log.warning(
+                "%s: stopping after running tasks (grace %.0f s; send it again to exit now)",
+                name,
                 settings.shutdown_grace,
             )
             stop.set()

@@ -21,6 +21,7 @@ import os
 import socket
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from omniq._context import TaskContext
@@ -46,6 +47,20 @@ _PURGE_EVERY = 60.0
 
 # Why a running asyncio task was cancelled by the worker itself.
 _CANCELLED, _LEASE_LOST, _SHUTDOWN = "cancelled", "lease_lost", "shutdown"
+
+
+@dataclass(slots=True)
+class _Run:
+    """One attempt running here, and why the worker stopped it (if it did)."""
+
+    task: Task
+    runner: asyncio.Task[None] | None = None
+    stop_reason: str | None = None
+
+    def stop(self, reason: str) -> None:
+        if self.runner is not None and not self.runner.done():
+            self.stop_reason = reason
+            self.runner.cancel()
 
 
 def default_worker_id() -> str:
@@ -92,9 +107,10 @@ class Worker:
         self._resolver = FunctionResolver(serializer)
         self._events = events
         self._on_finished = on_finished
-        self._running: dict[str, asyncio.Task[None]] = {}
+        # One entry per task id, for its newest attempt: when this worker claims a task again
+        # (its older run here outlived its lease), the older run is stopped and replaced.
+        self._runs: dict[str, _Run] = {}
         self._held: dict[str, int] = {}  # task id -> attempt, until the outcome is stored
-        self._stop_reasons: dict[str, str] = {}
         self._outcomes: list[PendingOutcome] = []
         self._finishing: set[str] = set()  # ids whose outcome is being written right now
         self._wake = asyncio.Event()
@@ -146,13 +162,12 @@ class Worker:
         # A round in flight may still claim: its tasks start and are drained like the others.
         await self._round_done()
         grace = self.options.shutdown_grace if grace is None else grace
-        running = list(self._running.values())
-        if running:
-            log.info("worker %s draining %d running task(s)", self.worker_id, len(running))
-            _, pending = await asyncio.wait(running, timeout=grace)
-            for task in pending:
-                self._stop_reasons[task.get_name()] = _SHUTDOWN
-                task.cancel()
+        runs = {run.runner: run for run in self._runs.values() if run.runner is not None}
+        if runs:
+            log.info("worker %s draining %d running task(s)", self.worker_id, len(runs))
+            _, pending = await asyncio.wait(runs, timeout=grace)
+            for runner in pending:
+                runs[runner].stop(_SHUTDOWN)
             if pending:
                 await asyncio.wait(pending)
         self._drained = True
@@ -207,6 +222,15 @@ class Worker:
             pass
 
     async def _exchange_loop(self) -> None:
+        try:
+            await self._exchange_rounds()
+        except asyncio.CancelledError:
+            if not self._drained:  # the event loop is going away without stop(): hand tasks back
+                with contextlib.suppress(Exception):
+                    await self._release_held()
+            raise
+
+    async def _exchange_rounds(self) -> None:
         sleep = _MIN_SLEEP
         failed_rounds = 0
         while True:
@@ -280,34 +304,43 @@ class Worker:
 
     def _start_task(self, task: Task) -> None:
         self.counters["claimed"] += 1
+        older = self._runs.get(task.id)
+        if older is not None:  # our older run of it outlived its lease; this attempt replaces it
+            log.warning(
+                "task %s: attempt %d replaces this worker's stale attempt %d",
+                task.id,
+                task.attempt,
+                older.task.attempt,
+            )
+            older.stop(_LEASE_LOST)
+        run = self._runs[task.id] = _Run(task)
         self._held[task.id] = task.attempt
         self._starting += 1
-        runner = asyncio.create_task(self._execute(task), name=task.id)
-        self._running[task.id] = runner
-        runner.add_done_callback(self._task_done)
+        run.runner = asyncio.create_task(self._execute(run), name=f"omniq-task-{task.id}")
+        run.runner.add_done_callback(lambda runner: self._task_done(run, runner))
 
-    def _task_done(self, runner: asyncio.Task[None]) -> None:
-        self._running.pop(runner.get_name(), None)
+    def _task_done(self, run: _Run, runner: asyncio.Task[None]) -> None:
+        if self._runs.get(run.task.id) is run:
+            del self._runs[run.task.id]
         self._wake.set()  # a slot is free
         if not runner.cancelled() and runner.exception() is not None:
-            log.error(
-                "internal error running task %s", runner.get_name(), exc_info=runner.exception()
-            )
+            log.error("internal error running task %s", run.task.id, exc_info=runner.exception())
 
     # -- execution ---------------------------------------------------------------------------
     def _executor_for(self, task: Task) -> Executor:
         return self.executors[task.executor or self.options.default_executor]
 
-    async def _execute(self, task: Task) -> None:
+    async def _execute(self, run: _Run) -> None:
         try:
-            await self._run_and_record(task)
+            await self._run_and_record(run)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug of ours must not leave the task held forever
-            log.exception("internal error while running task %s", task.id)
-            self._fail(task, error_info(exc), retry=True)
+            log.exception("internal error while running task %s", run.task.id)
+            self._fail(run.task, error_info(exc), retry=True)
 
-    async def _run_and_record(self, task: Task) -> None:
+    async def _run_and_record(self, run: _Run) -> None:
+        task = run.task
         context = TaskContext(
             task_id=task.id, attempt=task.attempt, queue=task.queue, worker_id=self.worker_id
         )
@@ -327,17 +360,20 @@ class Worker:
         executor = self._executor_for(task)
         self._events.record(task, EventType.EXECUTING, worker_id=self.worker_id)
         call = Call(fn=fn, args=args, kwargs=kwargs, timeout=task.timeout, context=context)
-        run = executor.run(call)
+        running = executor.run(call)
         self._starting -= 1
         try:
-            value = await run
-        except asyncio.CancelledError:
-            reason = self._stop_reasons.pop(task.id, None)
-            if reason == _CANCELLED:
+            value = await running
+        except asyncio.CancelledError as exc:
+            if run.stop_reason == _CANCELLED:
                 self._cancelled(task, "cancelled while running")
-            elif reason is None:
-                raise
-            return  # lease lost (another worker owns it) or shutdown (released later)
+            elif run.stop_reason is None:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the event loop itself is shutting down
+                # The task's own code raised CancelledError: an error like any other.
+                self._fail(task, error_info(exc), retry=True)
+            return  # lease lost (another attempt owns it) or shutdown (released later)
         except TaskTimeoutError as exc:
             self._events.record(task, EventType.TIMEOUT, worker_id=self.worker_id, detail=str(exc))
             self._fail(task, error_info(exc), retry=True)
@@ -406,9 +442,18 @@ class Worker:
             "lease lost for %s: a newer attempt owns them; their outcome here was discarded",
             ", ".join(sorted(lost)),
         )
-        for task_id in lost:
-            self._held.pop(task_id, None)
-        return [p for p in batch if p.task.id not in lost]
+        kept = []
+        for p in batch:
+            if p.task.id in lost:
+                self._unhold(p.task)
+            else:
+                kept.append(p)
+        return kept
+
+    def _unhold(self, task: Task) -> None:
+        """Forget the lease of this attempt (and only this one: a newer attempt may be held)."""
+        if self._held.get(task.id) == task.attempt:
+            del self._held[task.id]
 
     def _keep_for_retry(self, pending: PendingOutcome, exc: Exception) -> list[PendingOutcome]:
         """Keep a refused outcome for the next round; one refused as invalid five times is
@@ -416,14 +461,14 @@ class Worker:
         pending.failures += 1
         if isinstance(exc, ValueError | TypeError) and pending.failures >= 5:
             log.error("giving up storing the outcome of task %s: %s", pending.task.id, exc)
-            self._held.pop(pending.task.id, None)
+            self._unhold(pending.task)
             return []
         log.warning("storing the outcome of task %s failed: %s; retrying", pending.task.id, exc)
         return [pending]
 
     def _committed(self, stored: list[PendingOutcome]) -> None:
         for p in stored:
-            self._held.pop(p.task.id, None)
+            self._unhold(p.task)
             self.counters[COUNTER_OF[p.event]] += 1
             self._events.record(p.task, p.event, worker_id=self.worker_id, detail=p.detail)
         if stored and self._on_finished is not None:
@@ -432,33 +477,50 @@ class Worker:
     # -- leases ------------------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
         interval = self.options.lease / 3
+        loop = asyncio.get_running_loop()
         while True:
+            slept_from = loop.time()
             await asyncio.sleep(interval)
-            if not self._held:
-                continue
-            leases = list(self._held.items())
-            try:
-                to_cancel = await self.backend.extend_leases(leases, lease=self.options.lease)
-            except LeaseLostError as exc:
-                to_cancel = list(exc.cancel_requested)
-                # Outcomes stored while the heartbeat ran are not lost leases, just finished ones.
-                lost = [t for t in exc.task_ids if t in self._held and t not in self._finishing]
-                for task_id in lost:
-                    self._held.pop(task_id, None)
-                    self._stop(task_id, _LEASE_LOST)
-                if lost:
-                    log.warning("lease lost for %s; stopped them here", ", ".join(lost))
-            except Exception as exc:
-                log.warning("lease heartbeat failed: %s: %s", type(exc).__name__, exc)
-                continue
-            for task_id in to_cancel:
-                self._stop(task_id, _CANCELLED)
+            late = loop.time() - slept_from - interval
+            if late > interval:
+                log.warning(
+                    "the worker's event loop was blocked for %.1f s: an async task may be calling "
+                    "blocking code (time.sleep, sync I/O); leases of %.0f s can expire meanwhile "
+                    "and another worker then runs those tasks again",
+                    late,
+                    self.options.lease,
+                )
+            if self._held:
+                await self._heartbeat(dict(self._held))
 
-    def _stop(self, task_id: str, reason: str) -> None:
-        runner = self._running.get(task_id)
-        if runner is not None and not runner.done():
-            self._stop_reasons[task_id] = reason
-            runner.cancel()
+    async def _heartbeat(self, sent: dict[str, int]) -> None:
+        try:
+            to_cancel = await self.backend.extend_leases(
+                list(sent.items()), lease=self.options.lease
+            )
+        except LeaseLostError as exc:
+            to_cancel = list(exc.cancel_requested)
+            lost = [
+                task_id
+                for task_id in exc.task_ids
+                # not finished meanwhile, nor already replaced by a newer attempt here
+                if self._held.get(task_id) == sent.get(task_id) and task_id not in self._finishing
+            ]
+            for task_id in lost:
+                del self._held[task_id]
+                self._stop(task_id, _LEASE_LOST, attempt=sent[task_id])
+            if lost:
+                log.warning("lease lost for %s; stopped them here", ", ".join(lost))
+        except Exception as exc:
+            log.warning("lease heartbeat failed: %s: %s", type(exc).__name__, exc)
+            return
+        for task_id in to_cancel:
+            self._stop(task_id, _CANCELLED, attempt=sent.get(task_id))
+
+    def _stop(self, task_id: str, reason: str, *, attempt: int | None) -> None:
+        run = self._runs.get(task_id)
+        if run is not None and (attempt is None or run.task.attempt == attempt):
+            run.stop(reason)
 
     async def _janitor_loop(self) -> None:
         interval = max(0.2, min(self.options.lease / 4, 5.0))
