@@ -7,9 +7,7 @@ here exists once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, overload
@@ -17,34 +15,20 @@ from typing import Any, ParamSpec, TypeVar, overload
 from omniq._decorator import AsyncTaskFunction
 from omniq._defaults import DEFAULT, Default
 from omniq._events import EventRecorder
-from omniq._functions import (
-    LOCAL_TOKEN_HEADER,
-    bound_to_instance,
-    function_path,
-    local_token,
-    needs_dill,
-)
-from omniq._ids import new_id
 from omniq._options import TaskOptions, check_seconds
+from omniq._results import ResultReader
 from omniq._setup import (
     create_backend,
     create_executor,
     default_concurrency,
     resolve_secret_key,
 )
+from omniq._tasks import TaskBuilder
 from omniq.backend import Backend, TaskQuery
 from omniq.clock import Clock
 from omniq.config import Settings, load_settings
 from omniq.errors import (
     ConfigError,
-    NotSupportedError,
-    ResultExpiredError,
-    ResultNotStoredError,
-    ResultTimeoutError,
-    SerializationError,
-    TaskCancelledError,
-    TaskFailedError,
-    TaskNotFoundError,
 )
 from omniq.logging import configure_logging
 from omniq.models import ErrorInfo, EventType, Task, TaskEvent, TaskState
@@ -116,6 +100,8 @@ class AsyncTaskQueue:
             secret_key=resolve_secret_key(self.settings, self.backend),
             max_payload_bytes=self.settings.max_payload_bytes,
         )
+        self._tasks = TaskBuilder(self.settings, self.backend, self.serializer)
+        self._results = ResultReader(self.backend, self.serializer)
         self.events = EventRecorder(self.backend, enabled=self.settings.events_enabled)
         self.worker: Worker | None = None
         if workers:
@@ -129,9 +115,8 @@ class AsyncTaskQueue:
                 ),
                 serializer=self.serializer,
                 events=self.events,
-                on_finished=self._wake_waiters,
+                on_finished=self._results.notify,
             )
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._open_lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opened = False
@@ -188,95 +173,6 @@ class AsyncTaskQueue:
         await self.close()
 
     # -- enqueueing --------------------------------------------------------------------------
-    def _function_ref(
-        self, func: Callable[..., Any] | str, headers: dict[str, str]
-    ) -> tuple[str, bytes | None]:
-        """``(path, dill bytes or None)`` naming ``func`` for workers; may add the local token."""
-        if isinstance(func, str):
-            if not re.fullmatch(r"[\w.]+:[\w.]+", func):
-                raise ConfigError(f"task path {func!r} must look like 'package.module:function'")
-            return func, None
-        if not callable(func):
-            raise TypeError(f"func must be a callable or an import path, got {func!r}")
-        path = function_path(func)
-        if not (needs_dill(path) or bound_to_instance(func)):
-            return path, None
-        token = local_token(func)
-        if token is not None:
-            headers[LOCAL_TOKEN_HEADER] = token  # the embedded worker runs this very object
-        if self.serializer.dill_enabled:
-            try:
-                return path, self.serializer.dumps_function(func)
-            except SerializationError:
-                if token is None:
-                    raise
-                log.warning(
-                    "%s cannot travel as dill (it refers to something unpicklable); only this "
-                    "process's embedded worker can run it",
-                    path,
-                )
-                return path, None
-        if "<" in path or bound_to_instance(func):
-            raise ConfigError(
-                f"{path} is a lambda, nested function or bound method: a worker cannot import "
-                "it. Define it at module level, or set OMNIQ_SECRET_KEY so it travels as signed dill"
-            )
-        return path, None
-
-    def _build_task(
-        self,
-        func: Callable[..., Any] | str,
-        args: Sequence[Any],
-        kwargs: Mapping[str, Any] | None,
-        options: TaskOptions,
-    ) -> Task:
-        if isinstance(args, str | bytes) or not isinstance(args, Sequence):
-            raise TypeError(f"args must be a tuple or list of arguments, got {type(args).__name__}")
-        if kwargs is not None and (
-            not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs)
-        ):
-            raise TypeError(f"kwargs must be a mapping with str keys, got {kwargs!r}")
-        headers = dict(options.headers or {})
-        path, func_bytes = self._function_ref(func, headers)
-        now = self.backend.clock.now()
-        run_at = now
-        if options.eta is not None:
-            if options.eta.tzinfo is None or options.eta.utcoffset() is None:
-                raise ConfigError(
-                    f"eta={options.eta!r} is a naive datetime; give it a time zone, "
-                    "e.g. datetime.now(timezone.utc) + timedelta(minutes=5)"
-                )
-            run_at = options.eta.timestamp()
-        elif options.delay is not None:
-            run_at = now + (check_seconds("delay", options.delay) or 0.0)
-        if options.priority and not self.backend.capabilities.priority:
-            raise NotSupportedError(
-                f"{type(self.backend).__name__} does not order tasks by priority; "
-                "enqueue without priority or use a backend that declares it"
-            )
-        s = self.settings
-        result_ttl = s.result_ttl if options.result_ttl is DEFAULT else options.result_ttl
-        timeout = s.task_timeout if options.timeout is DEFAULT else options.timeout
-        retry_delay = s.retry_delay if options.retry_delay is None else options.retry_delay
-        return Task(
-            id=new_id(),
-            func=path,
-            func_bytes=func_bytes,
-            payload=self.serializer.dumps_call(tuple(args), dict(kwargs or {})),
-            run_at=run_at,
-            created_at=now,
-            queue=options.queue or "default",
-            priority=options.priority,
-            executor=options.executor,
-            state=TaskState.SCHEDULED if run_at > now else TaskState.PENDING,
-            max_retries=s.retry_attempts if options.retries is DEFAULT else options.retries,
-            retry_delay=check_seconds("retry_delay", retry_delay),
-            timeout=check_seconds("timeout", timeout, allow_zero=False, allow_none=True),
-            result_ttl=check_seconds("result_ttl", result_ttl, allow_none=True),
-            idempotency_key=options.idempotency_key,
-            headers=headers,
-        )
-
     async def _store(self, tasks: list[Task]) -> list[Task]:
         await self.open()
         stored = await self.backend.enqueue(tasks)
@@ -345,7 +241,7 @@ class AsyncTaskQueue:
             executor=executor,
             headers=headers,
         )
-        [task] = await self._store([self._build_task(func, args, kwargs, options)])
+        [task] = await self._store([self._tasks.build(func, args, kwargs, options)])
         return task.id
 
     async def enqueue_many(
@@ -383,7 +279,7 @@ class AsyncTaskQueue:
             executor=executor,
             headers=headers,
         )
-        tasks = [self._build_task(func, args, kwargs, options) for args in args_list]
+        tasks = [self._tasks.build(func, args, kwargs, options) for args in args_list]
         if not tasks:
             return []
         return [task.id for task in await self._store(tasks)]
@@ -395,7 +291,7 @@ class AsyncTaskQueue:
         kwargs: dict[str, Any],
         options: TaskOptions,
     ) -> str:
-        [task] = await self._store([self._build_task(func, args, kwargs, options)])
+        [task] = await self._store([self._tasks.build(func, args, kwargs, options)])
         return task.id
 
     @overload
@@ -427,10 +323,7 @@ class AsyncTaskQueue:
             TaskNotFoundError: no such task (never enqueued, or purged).
         """
         await self.open()
-        [task] = await self.backend.get_tasks([task_id])
-        if task is None:
-            raise TaskNotFoundError(task_id)
-        return task
+        return await self._results.task(task_id)
 
     async def get_result(self, task_id: str, timeout: float | None = None) -> Any:
         """Wait for the task to finish and return its value.
@@ -446,58 +339,11 @@ class AsyncTaskQueue:
             ResultNotStoredError: it succeeded with ``result_ttl=0``.
             ResultExpiredError: its result outlived ``result_ttl``.
             TaskNotFoundError: no such task.
+            ConfigError: ``timeout`` is negative or not a finite number.
         """
         timeout = check_seconds("timeout", timeout, allow_none=True)
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        poll = 0.005
-        while True:
-            task = await self.get_task(task_id)
-            if task.state.is_terminal:
-                return await self._value_of(task)
-            remaining = None if deadline is None else deadline - loop.time()
-            if remaining is not None and remaining <= 0:
-                raise ResultTimeoutError(
-                    f"task {task_id} is still {task.state.value} after {timeout} s"
-                )
-            await self._wait_finished(task_id, poll if remaining is None else min(poll, remaining))
-            poll = min(poll * 1.5, _MAX_POLL)
-
-    async def _value_of(self, task: Task) -> Any:
-        error = task.error or ErrorInfo(type="", message="")
-        if task.state is TaskState.FAILED:
-            raise TaskFailedError(task.id, error.type, error.message, error.traceback)
-        if task.state is TaskState.CANCELLED:
-            raise TaskCancelledError(task.id, error.type, error.message, error.traceback)
-        [stored] = await self.backend.get_results([task.id])
-        if stored is not None:
-            return self.serializer.loads(stored.data)
-        if task.result_ttl == 0:
-            raise ResultNotStoredError(f"task {task.id} was enqueued with result_ttl=0")
-        raise ResultExpiredError(
-            f"the result of task {task.id} expired (result_ttl={task.result_ttl} s)"
-        )
-
-    async def _wait_finished(self, task_id: str, timeout: float) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(task_id, []).append(future)
-        try:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await future
-        finally:
-            waiters = self._waiters.get(task_id)
-            if waiters is not None:
-                with contextlib.suppress(ValueError):
-                    waiters.remove(future)
-                if not waiters:
-                    del self._waiters[task_id]
-
-    def _wake_waiters(self, task_ids: Sequence[str]) -> None:
-        for task_id in task_ids:
-            for future in self._waiters.get(task_id, ()):
-                if not future.done():
-                    future.set_result(None)
+        await self.open()
+        return await self._results.wait(task_id, timeout)
 
     async def cancel(self, task_id: str) -> bool:
         """Cancel a task: a queued one never runs; a running one is asked to stop.
@@ -517,7 +363,7 @@ class AsyncTaskQueue:
         )
         if task.state is TaskState.CANCELLED:
             self.events.record(task, EventType.CANCELLED, detail="cancelled by request")
-            self._wake_waiters([task_id])
+            self._results.notify([task_id])
             return True
         return task.cancel_requested
 

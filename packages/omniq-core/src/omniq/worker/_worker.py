@@ -19,9 +19,7 @@ import contextlib
 import logging
 import os
 import socket
-import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from omniq._context import TaskContext
@@ -31,9 +29,10 @@ from omniq._ids import new_id
 from omniq.backend import Backend
 from omniq.errors import DeserializationError, LeaseLostError, SerializationError, TaskTimeoutError
 from omniq.executors import Call, Executor
-from omniq.models import ErrorInfo, EventType, Task, TaskState
+from omniq.models import ErrorInfo, EventType, Task
 from omniq.serialization import Serializer, error_info
 from omniq.worker import _outcomes
+from omniq.worker._leases import LEASE_LOST, SHUTDOWN, STOP_CANCELLED, LeaseKeeping, Run
 from omniq.worker._options import WorkerOptions
 from omniq.worker._outcomes import COUNTER_OF, PendingOutcome
 
@@ -43,24 +42,6 @@ log = logging.getLogger("omniq.worker")
 
 _MIN_SLEEP = 0.005
 _GIVE_UP_ROUNDS_WHEN_STOPPING = 4  # about 0.2 + 0.4 + 0.8 + 1.6 s of retries
-_PURGE_EVERY = 60.0
-
-# Why a running asyncio task was cancelled by the worker itself.
-_CANCELLED, _LEASE_LOST, _SHUTDOWN = "cancelled", "lease_lost", "shutdown"
-
-
-@dataclass(slots=True)
-class _Run:
-    """One attempt running here, and why the worker stopped it (if it did)."""
-
-    task: Task
-    runner: asyncio.Task[None] | None = None
-    stop_reason: str | None = None
-
-    def stop(self, reason: str) -> None:
-        if self.runner is not None and not self.runner.done():
-            self.stop_reason = reason
-            self.runner.cancel()
 
 
 def default_worker_id() -> str:
@@ -68,7 +49,7 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
 
 
-class Worker:
+class Worker(LeaseKeeping):
     """Claims and runs tasks from one backend.
 
     Args:
@@ -109,7 +90,7 @@ class Worker:
         self._on_finished = on_finished
         # One entry per task id, for its newest attempt: when this worker claims a task again
         # (its older run here outlived its lease), the older run is stopped and replaced.
-        self._runs: dict[str, _Run] = {}
+        self._runs: dict[str, Run] = {}
         self._held: dict[str, int] = {}  # task id -> attempt, until the outcome is stored
         self._outcomes: list[PendingOutcome] = []
         self._finishing: set[str] = set()  # ids whose outcome is being written right now
@@ -167,7 +148,7 @@ class Worker:
             log.info("worker %s draining %d running task(s)", self.worker_id, len(runs))
             _, pending = await asyncio.wait(runs, timeout=grace)
             for runner in pending:
-                runs[runner].stop(_SHUTDOWN)
+                runs[runner].stop(SHUTDOWN)
             if pending:
                 await asyncio.wait(pending)
         self._drained = True
@@ -185,32 +166,6 @@ class Worker:
         for executor in self.executors.values():
             await executor.shutdown()
         log.info("worker %s stopped: %s", self.worker_id, self.counters)
-
-    async def _release_held(self) -> None:
-        if not self._held:
-            return
-        leases = list(self._held.items())
-        try:
-            released = await self.backend.release(leases)
-        except Exception as exc:  # their leases will expire and be recovered instead
-            log.warning("could not release %d task(s): %s", len(leases), exc)
-            return
-        self._held.clear()
-        log.info("released %d unfinished task(s) for other workers", len(released))
-        try:
-            now_stored = await self.backend.get_tasks(released)
-        except Exception as exc:  # only the events are missing
-            log.warning("could not read released tasks back: %s", exc)
-            return
-        for task in now_stored:
-            if task is not None:  # a task whose cancel was requested ends cancelled instead
-                cancelled = task.state is TaskState.CANCELLED
-                self._events.record(
-                    task,
-                    EventType.CANCELLED if cancelled else EventType.RELEASED,
-                    worker_id=self.worker_id,
-                    detail="cancelled while running" if cancelled else "worker shutting down",
-                )
 
     # -- claiming ----------------------------------------------------------------------------
     def _free_slots(self) -> int:
@@ -312,14 +267,14 @@ class Worker:
                 task.attempt,
                 older.task.attempt,
             )
-            older.stop(_LEASE_LOST)
-        run = self._runs[task.id] = _Run(task)
+            older.stop(LEASE_LOST)
+        run = self._runs[task.id] = Run(task)
         self._held[task.id] = task.attempt
         self._starting += 1
         run.runner = asyncio.create_task(self._execute(run), name=f"omniq-task-{task.id}")
         run.runner.add_done_callback(lambda runner: self._task_done(run, runner))
 
-    def _task_done(self, run: _Run, runner: asyncio.Task[None]) -> None:
+    def _task_done(self, run: Run, runner: asyncio.Task[None]) -> None:
         if self._runs.get(run.task.id) is run:
             del self._runs[run.task.id]
         self._wake.set()  # a slot is free
@@ -330,7 +285,7 @@ class Worker:
     def _executor_for(self, task: Task) -> Executor:
         return self.executors[task.executor or self.options.default_executor]
 
-    async def _execute(self, run: _Run) -> None:
+    async def _execute(self, run: Run) -> None:
         try:
             await self._run_and_record(run)
         except asyncio.CancelledError:
@@ -339,7 +294,7 @@ class Worker:
             log.exception("internal error while running task %s", run.task.id)
             self._fail(run.task, error_info(exc), retry=True)
 
-    async def _run_and_record(self, run: _Run) -> None:
+    async def _run_and_record(self, run: Run) -> None:
         task = run.task
         context = TaskContext(
             task_id=task.id, attempt=task.attempt, queue=task.queue, worker_id=self.worker_id
@@ -365,7 +320,7 @@ class Worker:
         try:
             value = await running
         except asyncio.CancelledError as exc:
-            if run.stop_reason == _CANCELLED:
+            if run.stop_reason == STOP_CANCELLED:
                 self._cancelled(task, "cancelled while running")
             elif run.stop_reason is None:
                 current = asyncio.current_task()
@@ -473,75 +428,3 @@ class Worker:
             self._events.record(p.task, p.event, worker_id=self.worker_id, detail=p.detail)
         if stored and self._on_finished is not None:
             self._on_finished([p.task.id for p in stored])
-
-    # -- leases ------------------------------------------------------------------------------
-    async def _heartbeat_loop(self) -> None:
-        interval = self.options.lease / 3
-        loop = asyncio.get_running_loop()
-        while True:
-            slept_from = loop.time()
-            await asyncio.sleep(interval)
-            late = loop.time() - slept_from - interval
-            if late > interval:
-                log.warning(
-                    "the worker's event loop was blocked for %.1f s: an async task may be calling "
-                    "blocking code (time.sleep, sync I/O); leases of %.0f s can expire meanwhile "
-                    "and another worker then runs those tasks again",
-                    late,
-                    self.options.lease,
-                )
-            if self._held:
-                await self._heartbeat(dict(self._held))
-
-    async def _heartbeat(self, sent: dict[str, int]) -> None:
-        try:
-            to_cancel = await self.backend.extend_leases(
-                list(sent.items()), lease=self.options.lease
-            )
-        except LeaseLostError as exc:
-            to_cancel = list(exc.cancel_requested)
-            lost = [
-                task_id
-                for task_id in exc.task_ids
-                # not finished meanwhile, nor already replaced by a newer attempt here
-                if self._held.get(task_id) == sent.get(task_id) and task_id not in self._finishing
-            ]
-            for task_id in lost:
-                del self._held[task_id]
-                self._stop(task_id, _LEASE_LOST, attempt=sent[task_id])
-            if lost:
-                log.warning("lease lost for %s; stopped them here", ", ".join(lost))
-        except Exception as exc:
-            log.warning("lease heartbeat failed: %s: %s", type(exc).__name__, exc)
-            return
-        for task_id in to_cancel:
-            self._stop(task_id, _CANCELLED, attempt=sent.get(task_id))
-
-    def _stop(self, task_id: str, reason: str, *, attempt: int | None) -> None:
-        run = self._runs.get(task_id)
-        if run is not None and (attempt is None or run.task.attempt == attempt):
-            run.stop(reason)
-
-    async def _janitor_loop(self) -> None:
-        interval = max(0.2, min(self.options.lease / 4, 5.0))
-        since_purge = _PURGE_EVERY  # purge soon after start
-        while True:
-            try:
-                for task in await self.backend.requeue_expired():
-                    self._events.record(
-                        task,
-                        EventType.LEASE_EXPIRED,
-                        detail=task.error.message if task.error else "",
-                    )
-                if since_purge >= _PURGE_EVERY:
-                    since_purge = 0.0
-                    now = self.backend.clock.now()
-                    await self.backend.purge(
-                        finished_before=now - self.options.retention,
-                        events_before=now - self.options.event_retention,
-                    )
-            except Exception as exc:
-                log.warning("janitor: %s: %s", type(exc).__name__, exc)
-                log.debug("janitor traceback:\n%s", traceback.format_exc())
-            await asyncio.sleep(interval)
-            since_purge += interval
