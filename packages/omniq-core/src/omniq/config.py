@@ -15,17 +15,23 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import msgspec
-import msgspec.inspect as mi
 from msgspec import Meta
 
+from omniq._config_parse import (
+    FieldInfo,
+    field_infos,
+    normalize,
+    read_env,
+    source_text,
+    validate,
+)
+from omniq._config_text import SettingDoc, markdown_table, suggest
 from omniq.errors import ConfigError
 
 __all__ = [
@@ -305,184 +311,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-class SettingDoc(msgspec.Struct, frozen=True, kw_only=True):
-    """Documentation of one setting, as listed by :meth:`Settings.describe`.
-
-    Attributes:
-        name: field name of :class:`Settings` and keyword of :func:`load_settings`.
-        env: environment variable, e.g. ``"OMNIQ_MAX_WORKERS"``.
-        accepted: the accepted values in words, e.g. ``"an integer ≥ 1"``.
-        default: the default in words, e.g. ``"10"`` or ``"unset"``.
-        description: what the setting does.
-    """
-
-    name: str
-    env: str
-    accepted: str
-    default: str
-    description: str
-
-
-# --------------------------------------------------------------------------- field introspection
-
-
-class _FieldInfo:
-    """What :func:`load_settings` needs to know about one field, derived from its type."""
-
-    __slots__ = (
-        "bool_",
-        "doc",
-        "env",
-        "expected",
-        "literal_case",
-        "mapping",
-        "name",
-        "optional",
-        "secret",
-    )
-
-    def __init__(self, field: mi.Field) -> None:
-        self.name = field.name
-        self.env = ENV_PREFIX + field.name.upper()
-        extra: dict[str, Any] = {}
-        description = ""
-        typ = field.type
-        if isinstance(typ, mi.Metadata):
-            extra = dict(typ.extra or {})
-            description = str((typ.extra_json_schema or {}).get("description", ""))
-            typ = typ.type
-        self.optional = isinstance(typ, mi.UnionType) and any(
-            isinstance(t, mi.NoneType) for t in typ.types
-        )
-        core = _strip_none(typ)
-        self.bool_ = isinstance(core, mi.BoolType)
-        self.mapping = isinstance(core, mi.DictType)
-        self.literal_case: Literal["upper", "lower"] | None = None
-        if isinstance(core, mi.LiteralType):
-            self.literal_case = _literal_case(core)
-        self.secret = bool(extra.get("secret", False))
-        expected = str(extra.get("expected") or _expected(core, unit=extra.get("unit")))
-        if self.optional:
-            expected += f", or none/empty ({extra.get('none', 'unset')})"
-        self.expected = expected
-        self.doc = SettingDoc(
-            name=field.name,
-            env=self.env,
-            accepted=expected,
-            default=str(extra.get("default_text") or _default_text(field.default, extra)),
-            description=description,
-        )
-
-
-_LITERAL_ORDER = {frozenset(get_args(t)): get_args(t) for t in (LogLevel, StorageType, WorkerType)}
-
-
-def _strip_none(typ: mi.Type) -> mi.Type:
-    if isinstance(typ, mi.UnionType):
-        rest = [t for t in typ.types if not isinstance(t, mi.NoneType)]
-        if len(rest) == 1:
-            return rest[0]
-    return typ
-
-
-def _literal_case(typ: mi.LiteralType) -> Literal["upper", "lower"]:
-    return "upper" if all(str(v).isupper() for v in typ.values) else "lower"
-
-
-def _bounds(base: str, typ: mi.IntType | mi.FloatType) -> str:
-    if typ.ge is not None and typ.le is not None:
-        return f"{base} from {typ.ge:g} to {typ.le:g}"
-    parts = [
-        f"{sign} {bound:g}"
-        for sign, bound in (("≥", typ.ge), (">", typ.gt), ("≤", typ.le), ("<", typ.lt))
-        if bound is not None
-    ]
-    return " ".join([base, " and ".join(parts)]) if parts else base
-
-
-def _expected(typ: mi.Type, *, unit: str | None = None) -> str:
-    if isinstance(typ, mi.Metadata):
-        return _expected(typ.type, unit=unit)
-    if isinstance(typ, mi.IntType):
-        return _bounds("an integer", typ)
-    if isinstance(typ, mi.FloatType):
-        return _bounds(f"a number of {unit}" if unit else "a number", typ)
-    if isinstance(typ, mi.BoolType):
-        return "a boolean: true/false, 1/0, yes/no, on/off (case-insensitive)"
-    if isinstance(typ, mi.LiteralType):
-        values = _LITERAL_ORDER.get(frozenset(typ.values), typ.values)  # declared, not sorted
-        return "one of " + ", ".join(str(v) for v in values) + " (case-insensitive)"
-    if isinstance(typ, mi.DictType):
-        return (
-            'a JSON object such as {"worker": "DEBUG"} mapping dotted component names to '
-            + _expected(typ.value_type)
-        )
-    return "a string"
-
-
-def _default_text(default: Any, extra: Mapping[str, Any]) -> str:
-    if default is None:
-        return str(extra.get("none", "unset"))
-    if isinstance(default, bool):
-        return "true" if default else "false"
-    if isinstance(default, float):
-        return f"{default:g}"
-    return str(default)
-
-
-def _field_infos() -> dict[str, _FieldInfo]:
-    info = mi.type_info(Settings)
-    assert isinstance(info, mi.StructType)
-    return {f.name: _FieldInfo(f) for f in info.fields}
-
-
-_FIELDS: dict[str, _FieldInfo] = _field_infos()
-_BY_ENV: dict[str, _FieldInfo] = {info.env: info for info in _FIELDS.values()}
-_BOOL_ALIASES = {"yes": True, "on": True, "no": False, "off": False}
-_NONE_WORDS = frozenset({"", "none", "null"})
-_PATH_RE = re.compile(r"`\$\.([A-Za-z_][A-Za-z0-9_]*)")  # "at `$.f`", "at `key` in `$.f`"
-
-
 # --------------------------------------------------------------------------- loading
 
-
-def _source(info: _FieldInfo, value: Any, *, from_env: bool) -> str:
-    """Name where a value came from, for messages: ``OMNIQ_X='v'`` or ``argument x='v'``."""
-    shown = "'***'" if info.secret else repr(value)
-    if from_env:
-        return f"{info.env}={shown}"
-    return f"argument {info.name}={shown}"
-
-
-def _normalize(info: _FieldInfo, value: Any) -> Any:
-    """Adapt spellings msgspec does not accept by itself; msgspec does the conversion."""
-    if isinstance(value, str):
-        text = value.strip()
-        word = text.lower()
-        if info.optional and word in _NONE_WORDS:
-            return None
-        if info.bool_:
-            return _BOOL_ALIASES.get(word, text)
-        if info.literal_case is not None:
-            return text.upper() if info.literal_case == "upper" else word
-        return text
-    if info.mapping and isinstance(value, Mapping):
-        return {
-            (k.strip().removeprefix("omniq.") if isinstance(k, str) else k): (
-                v.strip().upper() if isinstance(v, str) else v
-            )
-            for k, v in value.items()
-        }
-    return value
-
-
-def _suggest(name: str, candidates: list[str], prefix: str = "") -> str:
-    """Suggest close matches of ``name``, comparing the parts after the shared ``prefix``."""
-    stems = {c.removeprefix(prefix): c for c in candidates}
-    matches = difflib.get_close_matches(name.removeprefix(prefix), list(stems), n=3, cutoff=0.6)
-    if matches:
-        return "did you mean " + " or ".join(stems[m] for m in matches) + "?"
-    return "no such setting; known names: " + ", ".join(candidates)
+_LITERAL_ORDER = {frozenset(get_args(t)): get_args(t) for t in (LogLevel, StorageType, WorkerType)}
+_FIELDS: dict[str, FieldInfo] = field_infos(Settings, ENV_PREFIX, _LITERAL_ORDER)
+_BY_ENV: dict[str, FieldInfo] = {info.env: info for info in _FIELDS.values()}
 
 
 def load_settings(env: Mapping[str, str] | None = None, /, **overrides: Any) -> Settings:
@@ -510,83 +343,20 @@ def load_settings(env: Mapping[str, str] | None = None, /, **overrides: Any) -> 
             accepted; the message names each variable (or argument) and what it accepts.
     """
     source_env: Mapping[str, str] = os.environ if env is None else env
-    problems: list[str] = []
-    data: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    env_names = list(_BY_ENV)
     overridden = {name for name, value in overrides.items() if value is not None}
-
-    for key in sorted(source_env):
-        upper = key.upper()
-        if not upper.startswith(ENV_PREFIX) or upper.startswith(IGNORED_ENV_PREFIXES):
-            continue
-        info = _BY_ENV.get(key)
-        if info is None:
-            if upper in _BY_ENV:
-                problems.append(
-                    f"{key} is not an OmniQ variable: names are upper-case, use {upper}"
-                )
-            else:
-                problems.append(
-                    f"unknown environment variable {key}: {_suggest(upper, env_names, ENV_PREFIX)}"
-                )
-            continue
-        if info.name in overridden:  # the argument wins; its variable is not even parsed
-            continue
-        raw = source_env[key]
-        sources[info.name] = _source(info, raw, from_env=True)
-        value: Any = raw
-        if info.mapping:
-            text = raw.strip()
-            try:
-                value = msgspec.json.decode(text) if text else {}
-            except msgspec.DecodeError as exc:
-                problems.append(
-                    f"{sources[info.name]} is invalid: not JSON ({exc}); expected {info.expected}"
-                )
-                continue
-        data[info.name] = _normalize(info, value)
-
+    data, sources, problems = read_env(
+        source_env, _BY_ENV, skip=overridden, prefix=ENV_PREFIX, ignored=IGNORED_ENV_PREFIXES
+    )
     for name, value in overrides.items():
         field_info = _FIELDS.get(name)
         if field_info is None:
-            problems.append(f"unknown argument {name!r}: {_suggest(name, list(_FIELDS))}")
+            problems.append(f"unknown argument {name!r}: {suggest(name, list(_FIELDS))}")
             continue
         if value is None:
             continue
-        sources[name] = _source(field_info, value, from_env=False)
-        data[name] = _normalize(field_info, value)
-
-    settings: Settings | None = None
-    error: msgspec.ValidationError | None = None
-    while settings is None:
-        try:
-            settings = msgspec.convert(data, Settings, strict=False)
-        except msgspec.ValidationError as exc:
-            error = exc
-            match = _PATH_RE.search(str(exc))
-            bad = match.group(1) if match else None
-            if bad is None or bad not in data:  # pragma: no cover - msgspec always names the path
-                raise ConfigError(f"invalid OmniQ settings: {exc}") from exc
-            info = _FIELDS[bad]
-            detail = ""
-            if info.mapping:
-                detail = (
-                    " (a key is not a dotted component name like backend.sqlite)"
-                    if "at `key`" in str(exc)
-                    else " (" + str(exc).split(" - at `", 1)[0] + ")"
-                )
-            problems.append(f"{sources[bad]} is invalid: expected {info.expected}{detail}")
-            del data[bad]
-
-    if problems:
-        message = (
-            problems[0]
-            if len(problems) == 1
-            else "invalid OmniQ settings:\n" + "\n".join(f"  - {p}" for p in problems)
-        )
-        raise ConfigError(message) from error
-    return settings
+        sources[name] = source_text(field_info, value, from_env=False)
+        data[name] = normalize(field_info, value)
+    return validate(Settings, _FIELDS, data, sources, problems)
 
 
 def settings_markdown_table() -> str:
@@ -595,11 +365,4 @@ def settings_markdown_table() -> str:
     Returns:
         The table, one row per variable, ending with a newline.
     """
-    rows = [
-        "| Variable | Accepted values | Default | Meaning |",
-        "| --- | --- | --- | --- |",
-    ]
-    for doc in Settings.describe():
-        cells = (f"`{doc.env}`", doc.accepted, doc.default, doc.description)
-        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(rows) + "\n"
+    return markdown_table(Settings.describe())
