@@ -67,7 +67,28 @@ def test_readme_async_example_fails_clearly_until_obstore_lands(tmp_path: Path) 
     assert (out.returncode, out.stdout.strip()) == (0, "42"), out.stderr
 
 
-def test_decorated_enqueue_is_checked_by_mypy(tmp_path: Path) -> None:
+def test_readme_decorator_example_runs_and_type_checks(tmp_path: Path) -> None:
+    example = next(b for b in readme_blocks() if "@queue.task" in b)
+    out = run_python(example, tmp_path)
+    assert (out.returncode, out.stdout.strip()) == (0, "cat.png at 200px"), out.stderr
+    checked = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            str(tmp_path / "example.py"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert checked.returncode == 0, checked.stdout
+
+
+def test_decorated_enqueue_and_options_are_checked_by_mypy(tmp_path: Path) -> None:
     source = tmp_path / "typed.py"
     source.write_text(
         "from omniq import TaskQueue\n"
@@ -78,6 +99,8 @@ def test_decorated_enqueue_is_checked_by_mypy(tmp_path: Path) -> None:
         "ok: str = resize.enqueue('cat.png', 200)\n"
         "bad = resize.enqueue('cat.png', 'wide')\n"
         "local: str = resize('x', 1)\n"
+        "typo = resize.options(prio=3)\n"
+        "later: str = resize.options(delay=60, priority=2).enqueue('a', 1)\n"
     )
     out = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(source)],
@@ -87,8 +110,9 @@ def test_decorated_enqueue_is_checked_by_mypy(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     errors = [line for line in out.stdout.splitlines() if ": error:" in line]
-    assert len(errors) == 1, out.stdout
+    assert len(errors) == 2, out.stdout
     assert "typed.py:7" in errors[0] and '"enqueue"' in errors[0] and '"int"' in errors[0]
+    assert "typed.py:9" in errors[1] and '"prio"' in errors[1]
 
 
 def test_cli_plugins_lists_builtins_through_entry_points() -> None:
@@ -117,7 +141,7 @@ def test_cli_tasks_and_stats(settings: Settings, db_url: str) -> None:
     cancelled = omniq("tasks", "cancel", drop, "--storage", db_url)
     assert f"{drop}: cancelled" in cancelled.stdout
     shown = omniq("tasks", "show", drop, "--storage", db_url)
-    assert "cancelled" in shown.stdout and "e2e_tasks:add" in shown.stdout
+    assert "cancelled" in shown.stdout and "e2e_tasks:add(3, 4)" in shown.stdout
     stats = omniq("stats", "--storage", db_url)
     assert re.search(r"pending\s*│\s*1\b", stats.stdout), stats.stdout
     assert re.search(r"cancelled\s*│\s*1\b", stats.stdout), stats.stdout

@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar, Unpack
 
-from omniq._options import TaskOptions
+from omniq._options import TaskOptions, TaskOptionsArgs
 
 __all__ = ["AsyncTaskFunction", "TaskFunction", "TaskOptions"]
 
@@ -46,7 +46,7 @@ class AsyncTaskFunction(_TaskFunctionBase[P, R]):
         task_id: str = await self._enqueue(self.__omniq_function__, args, kwargs, self.task_options)
         return task_id
 
-    def options(self, **options: Any) -> AsyncTaskFunction[P, R]:
+    def options(self, **options: Unpack[TaskOptionsArgs]) -> AsyncTaskFunction[P, R]:
         """A copy with other options (those of ``enqueue``: ``delay``, ``priority``, …)."""
         return AsyncTaskFunction(
             self.__omniq_function__, self._enqueue, replace(self.task_options, **options)
@@ -61,7 +61,7 @@ class TaskFunction(_TaskFunctionBase[P, R]):
         task_id: str = self._enqueue(self.__omniq_function__, args, kwargs, self.task_options)
         return task_id
 
-    def options(self, **options: Any) -> TaskFunction[P, R]:
+    def options(self, **options: Unpack[TaskOptionsArgs]) -> TaskFunction[P, R]:
         """A copy with other options (those of ``enqueue``: ``delay``, ``priority``, …)."""
         return TaskFunction(
             self.__omniq_function__, self._enqueue, replace(self.task_options, **options)

@@ -7,12 +7,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from omniq._defaults import DEFAULT, Default
 from omniq.errors import ConfigError
 
-__all__ = ["TaskOptions", "check_seconds"]
+__all__ = ["TaskOptions", "TaskOptionsArgs", "check_seconds"]
 
 _PRIORITY_RANGE = (-(2**31), 2**31 - 1)
 _MAX_RETRIES = 10_000
@@ -53,6 +53,22 @@ def _check_int(name: str, value: Any, low: int, high: int) -> None:
 def _check_name(name: str, value: Any) -> None:
     if not isinstance(value, str) or not value:
         raise TypeError(f"{name} must be a non-empty string, got {value!r}")
+
+
+class TaskOptionsArgs(TypedDict, total=False):
+    """The keyword arguments of ``@queue.task(...)`` and ``.options(...)``, typed for mypy."""
+
+    queue: str | None
+    delay: float | timedelta | None
+    eta: datetime | None
+    priority: int
+    timeout: float | Default | None
+    retries: int | Default
+    retry_delay: float | timedelta | None
+    result_ttl: float | timedelta | Default | None
+    idempotency_key: str | None
+    executor: str | None
+    headers: Mapping[str, str] | None
 
 
 @dataclass(frozen=True, kw_only=True)

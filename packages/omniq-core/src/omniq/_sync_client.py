@@ -11,10 +11,10 @@ import atexit
 import functools
 import weakref
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Concatenate, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack, overload
 
 from omniq._decorator import TaskFunction
-from omniq._options import TaskOptions
+from omniq._options import TaskOptions, TaskOptionsArgs
 from omniq._portal import Portal
 from omniq.client import AsyncTaskQueue
 from omniq.clock import Clock
@@ -121,9 +121,9 @@ class TaskQueue:
     def task(self, fn: Callable[P, R], /) -> TaskFunction[P, R]: ...
     @overload
     def task(
-        self, fn: None = None, /, **options: Any
+        self, fn: None = None, /, **options: Unpack[TaskOptionsArgs]
     ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
-    def task(self, fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
+    def task(self, fn: Callable[P, R] | None = None, /, **options: Unpack[TaskOptionsArgs]) -> Any:
         """Decorate a function as a task: ``@queue.task`` or ``@queue.task(retries=3)``.
 
         ``f.enqueue(*args, **kwargs)`` stores a task (checked by mypy against ``f``'s signature).

@@ -10,12 +10,12 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, Unpack, overload
 
 from omniq._decorator import AsyncTaskFunction
 from omniq._defaults import DEFAULT, Default
 from omniq._events import EventRecorder
-from omniq._options import TaskOptions, check_seconds
+from omniq._options import TaskOptions, TaskOptionsArgs, check_seconds
 from omniq._results import ResultReader
 from omniq._setup import (
     create_backend,
@@ -298,9 +298,9 @@ class AsyncTaskQueue:
     def task(self, fn: Callable[P, R], /) -> AsyncTaskFunction[P, R]: ...
     @overload
     def task(
-        self, fn: None = None, /, **options: Any
+        self, fn: None = None, /, **options: Unpack[TaskOptionsArgs]
     ) -> Callable[[Callable[P, R]], AsyncTaskFunction[P, R]]: ...
-    def task(self, fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
+    def task(self, fn: Callable[P, R] | None = None, /, **options: Unpack[TaskOptionsArgs]) -> Any:
         """Decorate a function as a task of this queue: ``@queue.task`` or ``@queue.task(retries=3)``.
 
         The decorated function still runs locally when called; ``await f.enqueue(*args, **kwargs)``

@@ -139,7 +139,9 @@ class RemoteTaskError(OmniQError):
         self.remote_type = remote_type
         self.remote_message = remote_message
         self.remote_traceback = remote_traceback
-        super().__init__(f"task {task_id} failed: {remote_type}: {remote_message}")
+        super().__init__(f"task {task_id} {self._verb}: {remote_type}: {remote_message}")
+
+    _verb = "ended"
 
     def __reduce__(self) -> tuple[object, ...]:
         return (
@@ -151,9 +153,13 @@ class RemoteTaskError(OmniQError):
 class TaskFailedError(RemoteTaskError):
     """The task ended in the ``failed`` state; ``remote_*`` describe its last error."""
 
+    _verb = "failed"
+
 
 class TaskCancelledError(RemoteTaskError):
     """The task was cancelled before it produced a result."""
+
+    _verb = "was cancelled"
 
 
 class TaskTimeoutError(OmniQError, TimeoutError):

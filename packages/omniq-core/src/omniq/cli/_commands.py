@@ -134,18 +134,24 @@ def tasks_list(storage_url: str | None, state: str | None, queue: str | None, li
 def tasks_show(storage_url: str | None, task_id: str) -> None:
     """Show one task, its error and its result."""
 
-    async def fetch(q: AsyncTaskQueue) -> tuple[Task, str]:
+    async def fetch(q: AsyncTaskQueue) -> tuple[Task, str, str]:
         task = await q.get_task(task_id)
+        try:
+            args, kwargs = q.serializer.loads_call(task.payload)
+            call = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
+        except Exception as exc:  # shown, not raised: show must work on a broken record too
+            call = f"(cannot decode: {type(exc).__name__}: {exc})"
         result = "-"
         if task.state is TaskState.SUCCESS:
             try:
                 result = repr(await q.get_result(task_id, timeout=0))
             except Exception as exc:
                 result = f"({type(exc).__name__}: {exc})"
-        return task, result
+        return task, call, result
 
-    task, result = run(fetch, storage_url)
+    task, call, result = run(fetch, storage_url)
     table = Table(show_header=False)
+    table.add_row("call", f"{task.func}({call[:2000]})")
     for name in (
         "id",
         "func",

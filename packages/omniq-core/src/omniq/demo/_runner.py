@@ -60,8 +60,6 @@ def _start_workers(
                         "thread",
                         "--concurrency",
                         "4",
-                        "--worker-id",
-                        f"demo-worker-{i + 1}:{os.getpid()}",
                     ],
                     stderr=stderr,
                     stdout=subprocess.DEVNULL,
@@ -129,7 +127,10 @@ def run_demo(directory: str | None, *, worker_processes: int = 2, keep: bool = F
         codes = _stop_workers(procs)
     _summary(console, root, results, failures, elapsed, per_worker, embedded, codes)
     if keep:
-        console.print(f"kept {tmp / 'demo.db'}")
+        console.print(
+            f"kept {tmp / 'demo.db'}; look inside with: "
+            f"omniq tasks list --state failed --storage {url}"
+        )
     else:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0 if all(c == 0 for c in codes) else 1
@@ -202,6 +203,6 @@ def _summary(
                 f"  - {message.replace(str(root) + os.sep, '')}", overflow="ellipsis", no_wrap=True
             )
         if len(failures) > 8:
-            console.print(f"  … and {len(failures) - 8} more (omniq tasks list --state failed)")
+            console.print(f"  … and {len(failures) - 8} more (run with --keep to inspect them)")
     if any(c != 0 for c in codes):
         console.print(f"[red]worker exit codes: {codes}[/]")

@@ -67,8 +67,18 @@ def failure(
     if retry and task.runs_used <= task.max_retries:
         delay = task.retry_delay if task.retry_delay is not None else default_delay
         event, state, retry_at = EventType.RETRY, TaskState.SCHEDULED, now + delay
+        log.info(
+            "task %s (%s) run %d failed, retrying in %.3g s: %s",
+            task.id,
+            task.func,
+            task.runs_used,
+            delay,
+            detail,
+        )
     else:
-        log.info("task %s (%s) failed: %s", task.id, task.func, detail)
+        log.warning(
+            "task %s (%s) failed after %d run(s): %s", task.id, task.func, task.runs_used, detail
+        )
         event, state, retry_at = EventType.ERROR, TaskState.FAILED, None
     return PendingOutcome(
         task,

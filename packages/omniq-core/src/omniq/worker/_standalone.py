@@ -44,7 +44,13 @@ def import_task_modules(modules: Sequence[str]) -> None:
         try:
             importlib.import_module(name)
         except (Exception, SystemExit) as exc:  # a module calling sys.exit() on import, too
-            raise ConfigError(f"--import {name}: {type(exc).__name__}: {exc}") from exc
+            hint = ""
+            if isinstance(exc, ModuleNotFoundError) and exc.name == name.partition(".")[0]:
+                hint = (
+                    f" (the worker looks in its current directory, {os.getcwd()}, and on "
+                    "PYTHONPATH; run it from your project's root or set PYTHONPATH)"
+                )
+            raise ConfigError(f"--import {name}: {type(exc).__name__}: {exc}{hint}") from exc
 
 
 async def run_worker(
