@@ -34,14 +34,14 @@ def load_target(target: str) -> Any:
     return obj
 
 
-class BackendSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """Describes a backend plugin without importing it.
+class _PluginSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """What every plugin spec says about its plugin.
 
     Attributes:
-        target: ``"package.module:Class"`` of the :class:`omniq.backend.Backend` subclass.
+        target: ``"package.module:Class"`` of the plugin's class.
         distribution: the PyPI distribution that ships it (shown by ``omniq plugins``).
         description: one line for humans.
-        protocol_version: the backend protocol version it implements.
+        protocol_version: the protocol version it implements.
     """
 
     target: str
@@ -50,25 +50,18 @@ class BackendSpec(msgspec.Struct, frozen=True, kw_only=True):
     protocol_version: int = PROTOCOL_VERSION
 
     def load(self) -> Any:
-        """Import and return the backend class."""
+        """Import and return the plugin's class.
+
+        Raises:
+            ImportError: the target cannot be imported.
+        """
         return load_target(self.target)
 
 
-class ExecutorSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """Describes an executor plugin without importing it.
+class BackendSpec(_PluginSpec, frozen=True, kw_only=True):
+    """Describes a backend plugin (an :class:`omniq.backend.Backend` subclass) without importing it."""
 
-    Attributes:
-        target: ``"package.module:Class"`` of the executor class.
-        distribution: the PyPI distribution that ships it.
-        description: one line for humans.
-        protocol_version: the executor protocol version it implements.
-    """
 
-    target: str
-    distribution: str
-    description: str = ""
-    protocol_version: int = PROTOCOL_VERSION
-
-    def load(self) -> Any:
-        """Import and return the executor class."""
-        return load_target(self.target)
+class ExecutorSpec(_PluginSpec, frozen=True, kw_only=True):
+    """Describes an executor plugin (an :class:`omniq.executors.Executor` subclass) without
+    importing it."""
