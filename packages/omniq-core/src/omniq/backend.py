@@ -41,6 +41,7 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
         notify: the backend can wake waiting workers and result readers; without it the engine polls.
         transactional_enqueue: enqueue can join a caller's own database transaction.
         network: the store is reached over a network; dill payloads then require ``OMNIQ_SECRET_KEY``.
+        atomic_batches: ``enqueue`` writes a whole batch or nothing (else each task is atomic).
     """
 
     cross_process: bool = False
@@ -49,6 +50,7 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     notify: bool = False
     transactional_enqueue: bool = False
     network: bool = False
+    atomic_batches: bool = False
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -143,7 +145,8 @@ class Backend(abc.ABC):
 
         Idempotent by id and by ``idempotency_key``: when a task with the same id, or with the same
         non-null key, already exists, nothing is written for that input and the existing task is
-        returned in its place. The whole batch is written atomically (all or nothing).
+        returned in its place. Each task is written atomically; the whole batch too (all or
+        nothing) when the backend declares ``atomic_batches``.
         """
 
     @abc.abstractmethod

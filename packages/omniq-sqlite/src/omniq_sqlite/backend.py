@@ -77,6 +77,7 @@ class SQLiteBackend(Backend):
         notify=False,
         transactional_enqueue=False,
         network=False,
+        atomic_batches=True,
     )
 
     def __init__(

@@ -1,0 +1,3 @@
+"""Root conftest: load OmniQ's backend conformance suite (fixtures) for every test package."""
+
+pytest_plugins = ["omniq.testing", "pytester"]

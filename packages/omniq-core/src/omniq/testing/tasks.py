@@ -1,0 +1,51 @@
+"""Task functions the conformance suite's client scenarios run (importable by any worker)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from omniq._context import current_task
+
+__all__ = ["append_run", "echo", "fail", "fail_times", "sleep"]
+
+
+def echo(value: Any = None) -> Any:
+    """Return ``value`` unchanged."""
+    return value
+
+
+def fail(message: str) -> None:
+    """Raise ``ValueError(message)``."""
+    raise ValueError(message)
+
+
+def sleep(seconds: float) -> float:
+    """Sleep (a blocking call) and return ``seconds``."""
+    time.sleep(seconds)
+    return seconds
+
+
+def append_run(path: str, label: str) -> str:
+    """Append ``label attempt pid`` as one line to ``path`` (O_APPEND, one write) and return
+    ``label``: a durable record of every run, across threads and processes."""
+    ctx = current_task()
+    line = f"{label} {ctx.attempt if ctx else 0} {os.getpid()}\n".encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+    return label
+
+
+def fail_times(path: str, failures: int) -> int:
+    """Fail the first ``failures`` runs (counted in the file at ``path``), then return the run count."""
+    counter = Path(path)
+    runs = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(runs))
+    if runs <= failures:
+        raise RuntimeError(f"failure {runs}")
+    return runs
