@@ -21,9 +21,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on omniq-core (configured in pyproject.toml), and on the SQLite backend."""
+    """mypy --strict on omniq-core (configured in pyproject.toml) and on the backends."""
     session.run("mypy", "--strict", "packages/omniq-core/src")
     session.run("mypy", "--strict", "packages/omniq-sqlite/src")
+    session.run("mypy", "--strict", "packages/omniq-obstore/src")
 
 
 @nox.session(python=False)

@@ -214,8 +214,8 @@ def test_invalid_max_workers_env_names_the_variable(db_url: str) -> None:
 
 
 def test_unknown_scheme_names_the_package_to_install() -> None:
-    with pytest.raises(BackendNotFoundError, match="pip install omniq-obstore"):
-        TaskQueue(storage_type="memory")
+    with pytest.raises(BackendNotFoundError, match="pip install omniq-nats"):
+        TaskQueue(storage_url="nats://localhost:4222")
     with pytest.raises(BackendNotFoundError, match="no known package"):
         TaskQueue(storage_url="ftp://example")
 

@@ -53,18 +53,21 @@ def test_readme_sync_example_prints_5(tmp_path: Path) -> None:
     assert (tmp_path / "omniq.db").exists()
 
 
-def test_readme_async_example_fails_clearly_until_obstore_lands(tmp_path: Path) -> None:
+def test_readme_async_example_prints_42_on_the_memory_backend(tmp_path: Path) -> None:
     async_example = next(b for b in readme_blocks() if "AsyncTaskQueue(storage_type=" in b)
+    assert 'storage_type="memory"' in async_example
     out = run_python(async_example, tmp_path)
+    assert (out.returncode, out.stdout.strip()) == (0, "42"), out.stderr
+
+
+def test_a_backend_that_is_not_installed_fails_naming_its_package(tmp_path: Path) -> None:
+    out = run_python(
+        "from omniq import TaskQueue\nTaskQueue(storage_url='redis://localhost/0')\n", tmp_path
+    )
     assert out.returncode == 1
     last_line = out.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("omniq.errors.BackendNotFoundError: no OmniQ backend for memory://")
-    assert "pip install omniq-obstore" in last_line
-    # ... and it does run on the embedded default
-    out = run_python(
-        async_example.replace('storage_type="memory"', 'storage_type="sqlite"'), tmp_path
-    )
-    assert (out.returncode, out.stdout.strip()) == (0, "42"), out.stderr
+    assert last_line.startswith("omniq.errors.BackendNotFoundError: no OmniQ backend for redis://")
+    assert "pip install omniq-redis" in last_line
 
 
 def test_readme_decorator_example_runs_and_type_checks(tmp_path: Path) -> None:

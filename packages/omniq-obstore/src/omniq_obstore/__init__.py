@@ -1,0 +1,31 @@
+"""Object-store backend for OmniQ: ``memory://``, ``file:///abs/dir``, ``s3://``, ``gs://``, ``az://``.
+
+Built on obstore. Every record is one object; the only atomic primitive used is create-if-absent
+(``put(mode="create")``). Importing this package is cheap: obstore and the backend class are
+loaded on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from omniq.plugins.specs import BackendSpec
+
+if TYPE_CHECKING:
+    from omniq_obstore.backend import ObjectStoreBackend
+
+__all__ = ["SPEC", "ObjectStoreBackend"]
+
+SPEC = BackendSpec(
+    target="omniq_obstore.backend:ObjectStoreBackend",
+    distribution="omniq-obstore",
+    description="Object stores via obstore: in-process memory, local directory, S3, GCS, Azure.",
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ObjectStoreBackend":
+        from omniq_obstore.backend import ObjectStoreBackend
+
+        return ObjectStoreBackend
+    raise AttributeError(name)
