@@ -101,25 +101,29 @@ def wait_for_log(
 def wait_done(
     count_done: Callable[[], int],
     n: int,
-    proc: subprocess.Popen[bytes],
-    log_path: Path,
+    proc: subprocess.Popen[bytes] | None,
+    log_path: Path | None,
     timeout: float,
+    *,
+    fine: float = 0.002,
 ) -> float:
     """Poll ``count_done()`` until it reaches ``n``; return ``time.time()`` when it did.
 
-    Polls every 50 ms until 90 % are done, then every 2 ms, so the end is seen within ~2 ms
-    without the poller competing with the worker for the CPU during the run.
+    Polls every 50 ms until 90 % are done, then every ``fine`` seconds (2 ms), so the end is seen
+    within ~``fine`` without the poller competing with the worker for the CPU during the run.
+    ``proc``: the worker process, or ``None`` for a worker embedded in this process.
     """
     deadline = time.monotonic() + timeout
     while True:
         done = count_done()
         if done >= n:
             return time.time()
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker exited with {proc.returncode}:\n{log_tail(log_path)}")
+        if proc is not None and proc.poll() is not None:
+            tail = log_tail(log_path) if log_path else "(no log)"
+            raise RuntimeError(f"worker exited with {proc.returncode}:\n{tail}")
         if time.monotonic() > deadline:
             raise TimeoutError(f"only {done}/{n} tasks done after {timeout} s")
-        time.sleep(0.05 if done < 0.9 * n else 0.002)
+        time.sleep(0.05 if done < 0.9 * n else fine)
 
 
 def log_tail(log_path: Path, lines: int = 30) -> str:

@@ -1,12 +1,16 @@
 """OmniQ vs Huey (SqliteHuey) on SQLite: enqueue, processing and latency; writes docs/benchmarks.md.
 
+Also measures OmniQ's object-store backends (omniq-obstore: ``memory://`` and ``file://``) beside
+its SQLite backend: enqueue one by one, ``enqueue_many`` and processing (second table).
+
 Run from the repository root::
 
     uv run --group bench python bench/run.py          # or: uv run nox -s bench
     uv run --group bench python bench/run.py --quick  # smaller, for trying changes (no file written)
 
-Every measurement uses a fresh SQLite file in a temporary directory. The hand-written part of
-docs/benchmarks.md (from the METHOD_MARKER line to the end) is kept as it is.
+Every measurement uses a fresh store (SQLite file, directory or memory store) in a temporary
+directory. The hand-written part of docs/benchmarks.md (from the METHOD_MARKER line to the end)
+is kept as it is.
 """
 
 from __future__ import annotations
@@ -93,6 +97,8 @@ def environment() -> dict[str, str]:
         "python": platform.python_version(),
         "omniq": version("omniq-core"),
         "omniq-sqlite": version("omniq-sqlite"),
+        "omniq-obstore": version("omniq-obstore"),
+        "obstore": version("obstore"),
         "huey": version("huey"),
         "sqlite": sqlite3.sqlite_version,
         "commit": git_state(),
@@ -120,13 +126,44 @@ SERIES: dict[str, str] = {
     "omniq_proc_thread": "OmniQ processing, thread executor, def task",
     "omniq_proc_no_events": "OmniQ processing, async def task, OMNIQ_EVENTS_ENABLED=false",
     "huey_proc": "Huey processing, thread workers, def task",
+    "memory_one": "OmniQ memory:// enqueue one by one",
+    "memory_bulk": "OmniQ memory:// enqueue_many",
+    "memory_proc": "OmniQ memory:// processing, embedded worker, async def task",
+    "file_one": "OmniQ file:// enqueue one by one",
+    "file_bulk": "OmniQ file:// enqueue_many",
+    "file_proc": "OmniQ file:// processing, async executor, async def task",
 }
+OBJECT_STORES = ("memory", "file")
+SCHEME = {"sqlite": "sqlite:///", "memory": "memory://", "file": "file://"}
 
 
 def measurements(args: argparse.Namespace, d: Path) -> list[tuple[str, Callable[[], Any]]]:
-    """One round: every throughput measurement, OmniQ and Huey interleaved."""
+    """One round: every throughput measurement, OmniQ and Huey interleaved, then the
+    object-store backends."""
     n, c = args.tasks, args.concurrency
     proc = functools.partial(omniq_bench.processing, n, d, concurrency=c)
+    return [*sqlite_measurements(n, c, d, proc), *obstore_measurements(args, d)]
+
+
+def obstore_measurements(args: argparse.Namespace, d: Path) -> list[tuple[str, Callable[[], Any]]]:
+    """The object-store backends: ``args.object_stores`` (may be empty), ``args.obstore_tasks``."""
+    n, c = args.obstore_tasks, args.concurrency
+    out: list[tuple[str, Callable[[], Any]]] = []
+    for b in args.object_stores:
+        out += [
+            (f"{b}_one", functools.partial(omniq_bench.enqueue_one_by_one, n, d, b)),
+            (f"{b}_bulk", functools.partial(omniq_bench.enqueue_bulk, n, d, b)),
+            (
+                f"{b}_proc",
+                functools.partial(omniq_bench.processing_obstore, n, d, backend=b, concurrency=c),
+            ),
+        ]
+    return out
+
+
+def sqlite_measurements(
+    n: int, c: int, d: Path, proc: Callable[..., Any]
+) -> list[tuple[str, Callable[[], Any]]]:
     return [
         ("omniq_one", functools.partial(omniq_bench.enqueue_one_by_one, n, d)),
         ("huey_one", functools.partial(huey_bench.enqueue_one_by_one, n, d)),
@@ -148,7 +185,14 @@ def measurements(args: argparse.Namespace, d: Path) -> list[tuple[str, Callable[
 def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     runs: dict[str, list[Any]] = {key: [] for key in SERIES}
     for r in range(args.repeat):
-        print(f"round {r + 1}/{args.repeat}: {args.tasks:,} tasks per measurement", flush=True)
+        extra = (
+            f" ({args.obstore_tasks:,} on {', '.join(SCHEME[b] for b in args.object_stores)})"
+            if args.object_stores
+            else ""
+        )
+        print(
+            f"round {r + 1}/{args.repeat}: {args.tasks:,} tasks per measurement{extra}", flush=True
+        )
         d = workdir / f"round{r}"
         d.mkdir()
         for key, fn in measurements(args, d):
@@ -198,7 +242,7 @@ def report(env: dict[str, str], results: dict[str, Any], args: argparse.Namespac
     rates = {
         k: [v.rate if isinstance(v, Processing) else v for v in vals] for k, vals in runs.items()
     }
-    m = {k: med(v) for k, v in rates.items()}
+    m = {k: med(v) for k, v in rates.items() if v}
     lo, lh = results["latency"]["omniq"], results["latency"]["huey"]
 
     def pct(lat: Latency, kind: str, p: int) -> float:
@@ -265,7 +309,7 @@ def report(env: dict[str, str], results: dict[str, Any], args: argparse.Namespac
 
     out: list[str] = []
     w = out.append
-    w("# Benchmarks: OmniQ vs Huey on SQLite\n")
+    w("# Benchmarks: OmniQ vs Huey on SQLite, and OmniQ's backends side by side\n")
     w(
         "Generated by `bench/run.py` (`uv run nox -s bench`). Everything above the method "
         "section is rewritten by each run.\n"
@@ -276,12 +320,24 @@ def report(env: dict[str, str], results: dict[str, Any], args: argparse.Namespac
         f"SQLite {env['sqlite']}"
     )
     w(
-        f"- Versions: omniq {env['omniq']} (omniq-sqlite {env['omniq-sqlite']}, commit "
-        f"{env['commit']}), huey {env['huey']}"
+        f"- Versions: omniq {env['omniq']} (omniq-sqlite {env['omniq-sqlite']}, "
+        + (
+            f"omniq-obstore {env['omniq-obstore']} on obstore {env['obstore']}, "
+            if env["omniq-obstore"] != "not installed"
+            else "omniq-obstore not installed, "
+        )
+        + f"commit {env['commit']}), huey {env['huey']}"
     )
+    stores = ", ".join(SCHEME[b] for b in args.object_stores)
     w(
-        f"- {n:,} no-op tasks per throughput measurement, a fresh SQLite file each; throughput "
-        f"figures are the median of {args.repeat} rounds (every round is in the details below)\n"
+        f"- {n:,} no-op tasks per throughput measurement, a fresh SQLite file each"
+        + (
+            f" ({args.obstore_tasks:,} on the object-store backends {stores}, a fresh store each)"
+            if args.object_stores
+            else ""
+        )
+        + f"; throughput figures are the median of {args.repeat} rounds (every round is in the "
+        "details below)\n"
     )
     w("| Measurement | OmniQ | Huey | OmniQ ÷ Huey | Notes |")
     w("| --- | ---: | ---: | ---: | --- |")
@@ -315,17 +371,28 @@ def report(env: dict[str, str], results: dict[str, Any], args: argparse.Namespac
         f"({m['omniq_bulk']:,.0f} vs {m['omniq_one']:,.0f} tasks/s).\n"
     )
 
+    backends_table(w, m, args)
+
+    stores_md = " and ".join(f"`{SCHEME[b]}`" for b in args.object_stores)
     w("## Details\n")
     w("Every round (tasks/s):\n")
     w("| Series | " + " | ".join(f"round {i + 1}" for i in range(args.repeat)) + " | median |")
     w("| --- | " + " | ".join("---:" for _ in range(args.repeat)) + " | ---: |")
     for key, label in SERIES.items():
         vals = rates[key]
+        if not vals:
+            continue
         w(f"| {label} | " + " | ".join(f"{v:,.0f}" for v in vals) + f" | {m[key]:,.0f} |")
     w("")
     w(
         "The `OMNIQ_EVENTS_ENABLED=false` series is a diagnostic (what the event log costs), "
-        "not part of the comparison.\n"
+        "not part of the comparison."
+        + (
+            f" The {stores_md} series ran {args.obstore_tasks:,} tasks each."
+            if args.object_stores
+            else ""
+        )
+        + "\n"
     )
     w("Processing runs, medians over the rounds (seconds):\n")
     w("| Series | first start → all visible | spawn → all visible | spawn → first start |")
@@ -340,6 +407,17 @@ def report(env: dict[str, str], results: dict[str, Any], args: argparse.Namespac
             f"| {med([p.extra['spawn_to_first_start'] for p in procs]):.2f} |"
         )
     w("")
+    if args.object_stores:
+        w(
+            f"For the {stores_md} series the end is the last task's `finished_at` (as the "
+            "worker stored it), not the moment the benchmark saw it"
+            + (
+                "; `spawn` is the embedded worker's start for `memory://`"
+                if "memory" in args.object_stores
+                else ""
+            )
+            + ".\n"
+        )
     store = lo.extra.get("store_start", [])
     w(
         f"Latency runs: achieved {lo.achieved_rate:.1f} (OmniQ) and {lh.achieved_rate:.1f} "
@@ -348,6 +426,58 @@ def report(env: dict[str, str], results: dict[str, Any], args: argparse.Namespac
         f"{percentile(store, 50) * 1000:.1f} ms, p99 {percentile(store, 99) * 1000:.1f} ms.\n"
     )
     return "\n".join(out)
+
+
+def backends_table(w: Callable[[str], None], m: dict[str, float], args: argparse.Namespace) -> None:
+    """The second table: OmniQ on SQLite (figures of the first table) beside the object stores."""
+    w("## OmniQ backends side by side\n")
+    if not args.object_stores:
+        w(f"Not measured in this run: {args.obstore_skipped or 'no object store selected'}.\n")
+        return
+    n, no, c = args.tasks, args.obstore_tasks, args.concurrency
+    cols = ["sqlite", *args.object_stores]
+    notes = {
+        "one": "`TaskQueue(workers=0).enqueue(stamp)` in a loop (a producer-only client). SQLite: "
+        "one transaction per task; object stores: each task is a few objects (its spec, then its "
+        "entry in the due index).",
+        "bulk": f"One `enqueue_many` of all the tasks ({n:,} on SQLite, {no:,} on the object "
+        "stores). SQLite: one transaction; object stores: the tasks' objects are written "
+        "concurrently (the batch is not atomic there).",
+        "proc": f"Default `async` executor, {c} slots, `async def` no-op, every task queued before "
+        "the worker starts. SQLite: first task start → all results visible; object stores: "
+        "first task start → last task finish, both as stored by the worker (reading an object "
+        f"store while it works is not cheap). SQLite and `file://`: one `omniq worker "
+        f"--concurrency {c}` process. `memory://` lives inside one process only (not "
+        "cross-process), so its worker is **embedded in the benchmark process**: "
+        f'`TaskQueue(storage_url="memory://bench-…", workers=1, max_workers={c})`, started '
+        "after a producer-only client on the same store queued the tasks; it shares that "
+        "process (and its GIL) with the benchmark's producer client and completion polling.",
+    }
+    labels = {
+        "one": "Enqueue, one by one (tasks/s)",
+        "bulk": "Enqueue, bulk `enqueue_many` (tasks/s)",
+        "proc": "Processing, 1 worker (tasks/s)",
+    }
+    sqlite_key = {"one": "omniq_one", "bulk": "omniq_bulk", "proc": "omniq_proc_coro"}
+    w("| Measurement | " + " | ".join(f"`{SCHEME[b]}`" for b in cols) + " | Notes |")
+    w("| --- | " + " | ".join("---:" for _ in cols) + " | --- |")
+    w(
+        "| Tasks per measurement | "
+        + " | ".join(f"{n if b == 'sqlite' else no:,}" for b in cols)
+        + " | SQLite's figures are those of the first table (same run). |"
+    )
+    for kind, label in labels.items():
+        base = m[sqlite_key[kind]]
+        cells = [f"{base:,.0f}"]
+        for b in args.object_stores:
+            v = m[f"{b}_{kind}"]
+            cells.append(f"{v:,.0f} ({v / base:.2f}x)")
+        w(f"| {label} | " + " | ".join(cells) + f" | {notes[kind]} |")
+    w("")
+    w(
+        "Rates: higher is better; in parentheses, the rate ÷ SQLite's. Medians of the rounds, "
+        "like the first table; every round is in the details below.\n"
+    )
 
 
 def kept_method(path: Path) -> str:
@@ -371,6 +501,29 @@ def to_json(value: Any) -> Any:
     return value
 
 
+def choose_object_stores(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Set ``args.object_stores`` (a tuple) and ``args.obstore_skipped`` (why none, or ``""``)."""
+    args.obstore_skipped = ""
+    asked = args.object_stores
+    if asked is not None and asked.strip().lower() in ("", "none"):
+        args.object_stores = ()
+        args.obstore_skipped = "skipped with `--object-stores none`"
+        return
+    wanted = OBJECT_STORES if asked is None else tuple(x.strip() for x in asked.split(","))
+    unknown = [b for b in wanted if b not in OBJECT_STORES]
+    if unknown:
+        parser.error(f"--object-stores: unknown {unknown}; choose from {', '.join(OBJECT_STORES)}")
+    problem = omniq_bench.obstore_problem()
+    if problem is None:
+        args.object_stores = tuple(b for b in OBJECT_STORES if b in wanted)
+        return
+    if asked is not None:
+        parser.error(f"--object-stores {asked}: {problem}")
+    args.object_stores = ()
+    args.obstore_skipped = problem
+    print(f"NOTE: not measuring memory:// and file://: {problem}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=10_000, help="tasks per throughput run")
@@ -379,12 +532,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="latency run: tasks/s")
     parser.add_argument("--latency-tasks", type=int, default=2_000, help="latency run: tasks")
     parser.add_argument("--warmup", type=int, default=100, help="latency run: tasks not reported")
+    parser.add_argument(
+        "--obstore-tasks", type=int, default=2_000, help="tasks per object-store throughput run"
+    )
+    parser.add_argument(
+        "--object-stores",
+        default=None,
+        help="object-store backends to measure beside SQLite: comma-separated of memory, file; "
+        "'none' skips them (default: both, if omniq-obstore is importable)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--quick", action="store_true", help="small run, print only")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
     if args.quick:
         args.tasks, args.repeat, args.latency_tasks, args.warmup = 2_000, 1, 400, 50
+        args.obstore_tasks = min(args.obstore_tasks, 500)
+    choose_object_stores(parser, args)
 
     env = environment()
     print(
