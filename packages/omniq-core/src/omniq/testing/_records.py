@@ -206,3 +206,21 @@ class RecordConformance:
         await omniq_backend.finish([outcome(run, result=big)])
         [result] = await omniq_backend.get_results([task.id])
         assert result is not None and result.data == big
+
+    @pytest.mark.asyncio
+    async def test_a_cancel_requested_while_running_survives_expiry_and_release(
+        self, omniq_backend: Backend, omniq_make_task: MakeTask, omniq_clock: ManualClock
+    ) -> None:
+        expiring, releasing = omniq_make_task(max_retries=5), omniq_make_task(max_retries=5)
+        await omniq_backend.enqueue([expiring, releasing])
+        runs = {t.id: t for t in await claim(omniq_backend, lease=10)}
+        await omniq_backend.cancel([expiring.id, releasing.id], error=CANCEL)
+        released = runs[releasing.id]
+        assert await omniq_backend.release([(released.id, released.attempt)]) == [released.id]
+        omniq_clock.advance(11)
+        [expired] = await omniq_backend.requeue_expired()
+        [after_release] = await omniq_backend.get_tasks([releasing.id])
+        assert expired.state is TaskState.CANCELLED
+        assert after_release is not None and after_release.state is TaskState.CANCELLED
+        omniq_clock.advance(3600)
+        assert await claim(omniq_backend) == []  # a cancelled task is never run again
