@@ -34,6 +34,18 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python=False)
+def conformance(session: nox.Session) -> None:
+    """Only the shared backend conformance suite (omniq.testing), for every backend in the repo."""
+    session.run(
+        "pytest",
+        "-q",
+        "packages/omniq-sqlite/tests/test_conformance.py",
+        "packages/omniq-obstore/tests/test_conformance.py",
+        *session.posargs,
+    )
+
+
+@nox.session(python=False)
 def bench(session: nox.Session) -> None:
     """Benchmarks side by side with Huey; writes docs/benchmarks.md."""
     session.run("uv", "sync", "--group", "bench", "--inexact", external=True)
