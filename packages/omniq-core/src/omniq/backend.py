@@ -24,10 +24,13 @@ from omniq.errors import LeaseLostError
 from omniq.models import ErrorInfo, StoredResult, Task, TaskEvent, TaskState
 
 __all__ = [
+    "OUTCOME_STATES",
     "Backend",
     "Capabilities",
     "Outcome",
     "TaskQuery",
+    "check_claim_args",
+    "check_outcomes",
 ]
 
 
@@ -96,6 +99,42 @@ class TaskQuery(msgspec.Struct, frozen=True, kw_only=True):
     worker_id: str | None = None
     limit: int = 100
     before_id: str | None = None
+
+
+OUTCOME_STATES: frozenset[TaskState] = frozenset(
+    {TaskState.SUCCESS, TaskState.FAILED, TaskState.CANCELLED, TaskState.SCHEDULED}
+)
+"""The states an :class:`Outcome` may carry."""
+
+
+def check_claim_args(queues: Sequence[str], lease: float) -> list[str]:
+    """Validate the arguments of :meth:`Backend.claim`; return the queue names without duplicates.
+
+    For backend authors: call it first, so every backend refuses the same bad input the same way.
+
+    Raises:
+        TypeError: ``queues`` is a single string instead of a sequence of names.
+        ValueError: ``lease`` is not > 0 seconds.
+    """
+    if isinstance(queues, str):
+        raise TypeError("claim(queues=...) takes a sequence of queue names, not a string")
+    if lease <= 0:
+        raise ValueError(f"claim: lease must be > 0 seconds, got {lease}")
+    return list(dict.fromkeys(queues))
+
+
+def check_outcomes(outcomes: Sequence[Outcome]) -> None:
+    """Refuse, before anything is written, outcomes :meth:`Backend.finish` cannot apply.
+
+    Raises:
+        ValueError: an outcome state outside :data:`OUTCOME_STATES`, or a ``scheduled`` (retry)
+            outcome without ``retry_at``.
+    """
+    for o in outcomes:
+        if o.state not in OUTCOME_STATES:
+            raise ValueError(f"finish: task {o.task_id}: outcome state {o.state!r} is not final")
+        if o.state == TaskState.SCHEDULED and o.retry_at is None:
+            raise ValueError(f"finish: task {o.task_id}: a scheduled outcome needs retry_at")
 
 
 class Backend(abc.ABC):

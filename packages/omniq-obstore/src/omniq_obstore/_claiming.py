@@ -12,7 +12,7 @@ from omniq_obstore import _records as R
 from omniq_obstore._store import Store
 from omniq_obstore._view import claimed, copy, load
 
-__all__ = ["Held", "check_claim", "claim", "enqueue", "write_due"]
+__all__ = ["Held", "claim", "enqueue", "write_due"]
 
 log = logging.getLogger("omniq.backend.obstore")
 
@@ -231,12 +231,3 @@ async def _fail_undecodable(
     )
     await store.create(K.task_key(d.tid, "end", d.attempt), R.encode(end))
     await store.delete([d.path])
-
-
-def check_claim(queues: Sequence[str], lease: float) -> list[str]:
-    """Validate claim arguments; return the queue names without duplicates."""
-    if isinstance(queues, str):
-        raise TypeError("claim(queues=...) takes a sequence of queue names, not a string")
-    if lease <= 0:
-        raise ValueError(f"claim: lease must be > 0 seconds, got {lease}")
-    return list(dict.fromkeys(queues))

@@ -22,7 +22,7 @@ from omniq_obstore._claiming import Held, write_due
 from omniq_obstore._store import Store
 from omniq_obstore._view import load
 
-__all__ = ["cancel", "check_outcomes", "extend", "finish", "release", "requeue_expired"]
+__all__ = ["cancel", "extend", "finish", "release", "requeue_expired"]
 
 log = logging.getLogger("omniq.backend.obstore")
 
@@ -280,17 +280,3 @@ async def _cancel_one(store: Store, task_id: str, error: ErrorInfo, now: float) 
             return R.snapshot(t, tomb, n - 1)
         # Slot n was just taken by a claimer (now running, cancel requested) or another cancel.
     return view.task
-
-
-_OUTCOME_STATES = frozenset(
-    {TaskState.SUCCESS, TaskState.FAILED, TaskState.CANCELLED, TaskState.SCHEDULED}
-)
-
-
-def check_outcomes(outcomes: Sequence[Outcome]) -> None:
-    """Refuse, before writing anything, outcomes ``finish`` cannot apply."""
-    for o in outcomes:
-        if o.state not in _OUTCOME_STATES:
-            raise ValueError(f"finish: task {o.task_id}: outcome state {o.state!r} is not final")
-        if o.state == TaskState.SCHEDULED and o.retry_at is None:
-            raise ValueError(f"finish: task {o.task_id}: a scheduled outcome needs retry_at")

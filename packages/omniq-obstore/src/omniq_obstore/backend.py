@@ -20,7 +20,14 @@ import msgspec
 from obstore.store import LocalStore, MemoryStore
 
 from omniq import errors
-from omniq.backend import Backend, Capabilities, Outcome, TaskQuery
+from omniq.backend import (
+    Backend,
+    Capabilities,
+    Outcome,
+    TaskQuery,
+    check_claim_args,
+    check_outcomes,
+)
 from omniq.clock import Clock
 from omniq.models import ErrorInfo, StoredResult, Task, TaskEvent, TaskState
 from omniq_obstore import _claiming, _ending, _housekeeping, _view
@@ -212,7 +219,7 @@ class ObjectStoreBackend(Backend):
         A claimed task whose spec cannot be decoded is marked ``failed`` with an
         ``omniq.errors.DeserializationError`` error and left out.
         """
-        queues = _claiming.check_claim(queues, lease)
+        queues = check_claim_args(queues, lease)
         if limit <= 0 or not queues:
             return []
         return await _claiming.claim(
@@ -252,7 +259,7 @@ class ObjectStoreBackend(Backend):
             ValueError: for an outcome state other than success, failed, cancelled or scheduled,
                 or a scheduled outcome without ``retry_at`` (nothing is written).
         """
-        _ending.check_outcomes(outcomes)
+        check_outcomes(outcomes)
         if not outcomes:
             return
         stale = await _ending.finish(self._s(), self._held, outcomes, self.clock.now())

@@ -28,7 +28,14 @@ from typing import Any, ClassVar, Self, TypeVar
 import aiosqlite
 
 from omniq import errors
-from omniq.backend import Backend, Capabilities, Outcome, TaskQuery
+from omniq.backend import (
+    Backend,
+    Capabilities,
+    Outcome,
+    TaskQuery,
+    check_claim_args,
+    check_outcomes,
+)
 from omniq.clock import Clock
 from omniq.models import ErrorInfo, StoredResult, Task, TaskEvent, TaskState
 from omniq_sqlite import _ops, _schema
@@ -45,10 +52,6 @@ __all__ = ["SQLiteBackend"]
 log = logging.getLogger("omniq.backend.sqlite")
 
 T = TypeVar("T")
-
-_OUTCOME_STATES = frozenset(
-    {TaskState.SUCCESS, TaskState.FAILED, TaskState.CANCELLED, TaskState.SCHEDULED}
-)
 
 
 class SQLiteBackend(Backend):
@@ -237,7 +240,7 @@ class SQLiteBackend(Backend):
         A claimed row that cannot be decoded is marked ``failed`` with a
         ``omniq.errors.DeserializationError`` error and left out; the others are returned.
         """
-        queues = _check_claim(queues, lease)
+        queues = check_claim_args(queues, lease)
         if limit <= 0 or not queues:
             return []
         return await self._write(
@@ -275,14 +278,14 @@ class SQLiteBackend(Backend):
 
         See :meth:`Backend.finish_and_claim`; stale outcomes are returned, not raised.
         """
-        _check_outcomes(outcomes)
+        check_outcomes(outcomes)
         if not outcomes:
             return [], await self.claim(
                 queues=queues, worker_id=worker_id, limit=limit, lease=lease, executors=executors
             )
         claim_with = None
         if limit > 0:
-            queues = _check_claim(queues, lease)
+            queues = check_claim_args(queues, lease)
             if queues:
                 claim_with = self._claim_params(queues, worker_id, limit, lease, executors)
         return await self._write(_ops.finish_and_claim, outcomes, claim_with, now=self.clock.now())
@@ -310,7 +313,7 @@ class SQLiteBackend(Backend):
             ValueError: for an outcome state other than success, failed, cancelled or scheduled,
                 or a scheduled outcome without ``retry_at`` (nothing is written).
         """
-        _check_outcomes(outcomes)
+        check_outcomes(outcomes)
         if not outcomes:
             return
         stale = await self._write(_ops.finish, outcomes, now=self.clock.now())
@@ -403,21 +406,3 @@ class SQLiteBackend(Backend):
             tasks_deleted += tasks
             events_deleted += events
         return tasks_deleted, events_deleted
-
-
-def _check_claim(queues: Sequence[str], lease: float) -> list[str]:
-    """Validate claim arguments; return the queue names without duplicates."""
-    if isinstance(queues, str):
-        raise TypeError("claim(queues=...) takes a sequence of queue names, not a string")
-    if lease <= 0:
-        raise ValueError(f"claim: lease must be > 0 seconds, got {lease}")
-    return list(dict.fromkeys(queues))
-
-
-def _check_outcomes(outcomes: Sequence[Outcome]) -> None:
-    """Refuse, before writing anything, outcomes ``finish`` cannot apply."""
-    for o in outcomes:
-        if o.state not in _OUTCOME_STATES:
-            raise ValueError(f"finish: task {o.task_id}: outcome state {o.state!r} is not final")
-        if o.state == TaskState.SCHEDULED and o.retry_at is None:
-            raise ValueError(f"finish: task {o.task_id}: a scheduled outcome needs retry_at")
