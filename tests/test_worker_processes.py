@@ -86,15 +86,29 @@ def test_killed_worker_with_no_retries_left_fails_as_worker_lost(
     assert info.value.remote_type == "omniq.errors.WorkerLostError"
 
 
-def test_sigterm_lets_running_tasks_finish(
-    settings: Settings, db_url: str, spawn_worker: Spawn, tmp_path: Path
+@pytest.mark.parametrize(
+    "signals",
+    [
+        [signal.SIGTERM],
+        # delivered twice at once, as `uv run` forwarding plus the terminal's own Ctrl-C do
+        [signal.SIGINT, signal.SIGINT],
+    ],
+    ids=["sigterm", "sigint-twice-at-once"],
+)
+def test_a_stop_signal_lets_running_tasks_finish(
+    settings: Settings,
+    db_url: str,
+    spawn_worker: Spawn,
+    tmp_path: Path,
+    signals: list[signal.Signals],
 ) -> None:
     marker = tmp_path / "started"
     worker = spawn_worker(db_url, "--executor", "thread")
     with TaskQueue(settings=settings, workers=0) as queue:
         task_id = queue.enqueue(e2e_tasks.slow, args=(1.0, str(marker)))
         wait_for(marker)
-        worker.send_signal(signal.SIGTERM)
+        for signum in signals:
+            worker.send_signal(signum)
         assert worker.wait(timeout=30) == 0
         assert queue.get_task(task_id).state is TaskState.SUCCESS
 
@@ -217,17 +231,3 @@ def test_a_frozen_worker_that_outlived_its_lease_hands_over_cleanly(
         events = events_of(queue, task_id, lambda types: "complete" in types)
     assert events.count(EventType.EXECUTING) == 2
     assert events.count(EventType.COMPLETE) == 1
-
-
-def test_a_signal_delivered_twice_at_once_still_drains(
-    settings: Settings, db_url: str, spawn_worker: Spawn, tmp_path: Path
-) -> None:
-    marker = tmp_path / "started"
-    worker = spawn_worker(db_url, "--executor", "thread")
-    with TaskQueue(settings=settings, workers=0) as queue:
-        task_id = queue.enqueue(e2e_tasks.slow, args=(1.0, str(marker)))
-        wait_for(marker)
-        worker.send_signal(signal.SIGINT)  # as `uv run` forwarding plus the terminal's own
-        worker.send_signal(signal.SIGINT)
-        assert worker.wait(timeout=30) == 0
-        assert queue.get_task(task_id).state is TaskState.SUCCESS
