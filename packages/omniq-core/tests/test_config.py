@@ -31,7 +31,8 @@ def test_defaults() -> None:
     assert s.sqlite_path == "omniq.db"
     assert s.obstore_uri is None
     assert s.default_worker == "async"
-    assert s.max_workers == 10
+    assert s.max_workers is None
+    assert s.async_workers == 10
     assert s.thread_workers == 10
     assert s.process_workers == (os.cpu_count() or 1)
     assert s.gevent_workers == 100
@@ -49,6 +50,10 @@ def test_defaults() -> None:
     assert s.secret_key is None
     assert s.dashboard_enabled is False
     assert s.dashboard_port == 8080
+    assert s.process_start_method == "forkserver"
+    assert s.process_max_tasks_per_child is None
+    assert s.process_max_memory_mb is None
+    assert s.process_terminate_on_cancel is True
 
 
 # One (variable, raw text, parsed value) per setting; test_every_setting_is_covered keeps it whole.
@@ -68,6 +73,11 @@ PARSED: list[tuple[str, str, Any]] = [
     ("OMNIQ_THREAD_WORKERS", "3", 3),
     ("OMNIQ_PROCESS_WORKERS", "2", 2),
     ("OMNIQ_GEVENT_WORKERS", "500", 500),
+    ("OMNIQ_ASYNC_WORKERS", "50", 50),
+    ("OMNIQ_PROCESS_START_METHOD", "Spawn", "spawn"),
+    ("OMNIQ_PROCESS_MAX_TASKS_PER_CHILD", "100", 100),
+    ("OMNIQ_PROCESS_MAX_MEMORY_MB", "512", 512),
+    ("OMNIQ_PROCESS_TERMINATE_ON_CANCEL", "false", False),
     ("OMNIQ_TASK_TIMEOUT", "2.5", 2.5),
     ("OMNIQ_RETRY_ATTEMPTS", "3", 3),
     ("OMNIQ_RETRY_DELAY", "0", 0.0),
@@ -163,11 +173,11 @@ def test_settings_are_frozen() -> None:
 
 
 @pytest.mark.parametrize("raw", ["abc", "0", "-3", "1.5"])
-def test_invalid_max_workers_names_the_variable(raw: str) -> None:
+def test_invalid_pool_size_names_the_variable(raw: str) -> None:
     with pytest.raises(ConfigError) as info:
-        load_settings({"OMNIQ_MAX_WORKERS": raw})
+        load_settings({"OMNIQ_THREAD_WORKERS": raw})
     message = str(info.value)
-    assert message == f"OMNIQ_MAX_WORKERS={raw!r} is invalid: expected an integer ≥ 1"
+    assert message == f"OMNIQ_THREAD_WORKERS={raw!r} is invalid: expected an integer ≥ 1"
 
 
 def test_invalid_log_level_lists_accepted_values() -> None:
@@ -298,7 +308,7 @@ def test_override_values_are_normalized_like_env() -> None:
 def test_invalid_override_names_the_argument() -> None:
     with pytest.raises(ConfigError) as info:
         load_settings({"OMNIQ_MAX_WORKERS": "4"}, max_workers=0)
-    assert str(info.value) == "argument max_workers=0 is invalid: expected an integer ≥ 1"
+    assert str(info.value) == "argument max_workers=0 is invalid: expected an integer ≥ 1, or none/empty (no overall cap)"
 
 
 def test_unknown_override_suggests_field() -> None:
@@ -323,7 +333,7 @@ def test_secret_key_never_shown() -> None:
     assert "hunter2" not in str(s)
     assert "hunter2" not in repr(list(s.__rich_repr__()))
     assert "secret_key='***'" in repr(s)
-    assert "max_workers=10" in repr(s)
+    assert "async_workers=10" in repr(s)
     assert "secret_key=None" in repr(load_settings({}))
 
 
@@ -378,8 +388,8 @@ def test_describe_lists_every_setting() -> None:
     docs = Settings.describe()
     assert [d.name for d in docs] == list(Settings.__struct_fields__)
     by_env = {d.env: d for d in docs}
-    assert by_env["OMNIQ_MAX_WORKERS"].accepted == "an integer ≥ 1"
-    assert by_env["OMNIQ_MAX_WORKERS"].default == "10"
+    assert by_env["OMNIQ_THREAD_WORKERS"].accepted == "an integer ≥ 1"
+    assert by_env["OMNIQ_THREAD_WORKERS"].default == "10"
     assert by_env["OMNIQ_TASK_TIMEOUT"].default == "no limit"
     assert all(d.description for d in docs)
     schema = msgspec.json.schema(Settings)

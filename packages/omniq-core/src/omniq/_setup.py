@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,14 @@ from omniq.config import Settings
 from omniq.errors import ConfigError
 from omniq.executors import Executor
 from omniq.plugins._registry import backend_class, executor_class, scheme_of
+from omniq.serialization import Serializer
 
 __all__ = [
     "create_backend",
+    "EMBEDDED_EXECUTORS",
+    "build_executors",
     "create_executor",
-    "default_concurrency",
+    "pool_size",
     "resolve_secret_key",
 ]
 
@@ -39,23 +43,73 @@ def create_backend(url: str, *, clock: Clock | None = None) -> Backend:
     return backend
 
 
-def create_executor(name: str, concurrency: int) -> Executor:
-    """Build the named executor with ``concurrency`` slots (via ``omniq.executors`` plugins)."""
+def create_executor(
+    name: str, *, settings: Settings, serializer: Serializer, concurrency: int | None = None
+) -> Executor:
+    """Build the named executor (via ``omniq.executors`` plugins).
+
+    Args:
+        name: executor name (``async``, ``thread``, ``process``, ``gevent`` or a plugin's).
+        settings: effective settings; pool sizes and executor options come from here.
+        serializer: the worker's serializer.
+        concurrency: slots; default the executor's own ``OMNIQ_*_WORKERS`` setting.
+
+    Raises:
+        omniq.errors.ExecutorNotFoundError: no installed plugin provides ``name``.
+        ConfigError: the plugin did not build an :class:`~omniq.executors.Executor`.
+    """
     cls: Any = executor_class(name)
-    executor = cls(concurrency=concurrency)
+    executor = cls.from_settings(
+        settings, concurrency=concurrency or pool_size(settings, name), serializer=serializer
+    )
     if not isinstance(executor, Executor):
         raise ConfigError(f"executor plugin {name!r} did not build an omniq Executor")
     return executor
 
 
-def default_concurrency(settings: Settings, executor: str) -> int:
-    """The slot count for an executor when none is given: its own ``OMNIQ_*_WORKERS`` setting."""
+EMBEDDED_EXECUTORS = ("async", "thread")
+"""What an embedded worker hosts besides its default: omniq-core's executors (the process pool
+starts its children on first use only, so hosting it costs nothing until a task needs it)."""
+
+
+def build_executors(
+    names: Sequence[str],
+    *,
+    settings: Settings,
+    serializer: Serializer,
+    concurrency: int | None = None,
+) -> dict[str, Executor]:
+    """The executors a worker hosts, by name, in the given order (duplicates dropped).
+
+    Args:
+        names: executor names; the first is the worker's default executor.
+        settings: effective settings (pool sizes, executor options).
+        serializer: the worker's serializer.
+        concurrency: slots of the first (default) executor; others use their own setting.
+
+    Raises:
+        omniq.errors.ExecutorNotFoundError: a name has no installed plugin.
+    """
+    hosted: dict[str, Executor] = {}
+    for i, name in enumerate(names):
+        if name not in hosted:
+            hosted[name] = create_executor(
+                name,
+                settings=settings,
+                serializer=serializer,
+                concurrency=concurrency if i == 0 else None,
+            )
+    return hosted
+
+
+def pool_size(settings: Settings, executor: str) -> int:
+    """An executor's slot count from its own ``OMNIQ_*_WORKERS`` setting (plugins: async's)."""
     per_executor = {
         "thread": settings.thread_workers,
         "process": settings.process_workers,
         "gevent": settings.gevent_workers,
     }
-    return per_executor.get(executor, settings.max_workers)
+    return per_executor.get(executor, settings.async_workers)
 
 
 def _local_key_path() -> Path:

@@ -17,12 +17,7 @@ from omniq._defaults import DEFAULT, Default
 from omniq._events import EventRecorder
 from omniq._options import TaskOptions, TaskOptionsArgs, check_seconds
 from omniq._results import ResultReader
-from omniq._setup import (
-    create_backend,
-    create_executor,
-    default_concurrency,
-    resolve_secret_key,
-)
+from omniq._setup import EMBEDDED_EXECUTORS, build_executors, create_backend, resolve_secret_key
 from omniq._tasks import TaskBuilder
 from omniq.backend import Backend, TaskQuery
 from omniq.clock import Clock
@@ -53,10 +48,13 @@ class AsyncTaskQueue:
     Args:
         storage_type: ``"sqlite"`` (default), ``"memory"``, ``"file"``, ``"postgres"``, … —
             ``OMNIQ_STORAGE_TYPE``.
-        worker_type: the executor of the embedded worker and default for tasks:
-            ``"async"`` (default), ``"thread"``, ``"process"``, ``"gevent"`` — ``OMNIQ_DEFAULT_WORKER``.
-        max_workers: how many tasks the embedded worker runs at once — ``OMNIQ_MAX_WORKERS`` (or
-            ``OMNIQ_THREAD_WORKERS`` for threads).
+        worker_type: the executor for tasks that name none: ``"async"`` (default), ``"thread"``,
+            ``"process"``, ``"gevent"`` — ``OMNIQ_DEFAULT_WORKER``. The embedded worker hosts it
+            and omniq-core's other executors, so a task naming ``async``, ``thread`` or
+            ``process`` runs here too.
+        max_workers: the most tasks the embedded worker runs at once, across its executors —
+            ``OMNIQ_MAX_WORKERS``; it also sizes the default executor's pool. Unset: each
+            executor's own pool size (``OMNIQ_ASYNC_WORKERS``, ``OMNIQ_THREAD_WORKERS``, …).
         storage_url: a storage URI (``sqlite:///jobs.db``, ``redis://…``); wins over ``storage_type``.
         workers: ``1`` (default) runs one embedded worker; ``0`` makes a producer-only client.
         queues: the queues the embedded worker serves (default ``("default",)``).
@@ -106,10 +104,14 @@ class AsyncTaskQueue:
         self.worker: Worker | None = None
         if workers:
             executor = self.settings.default_worker
-            concurrency = max_workers or default_concurrency(self.settings, executor)
             self.worker = Worker(
                 self.backend,
-                executors={executor: create_executor(executor, concurrency)},
+                executors=build_executors(
+                    (executor, *EMBEDDED_EXECUTORS),
+                    settings=self.settings,
+                    serializer=self.serializer,
+                    concurrency=max_workers,
+                ),
                 options=WorkerOptions.from_settings(
                     self.settings, queues=tuple(queues), executor=executor
                 ),

@@ -39,6 +39,7 @@ __all__ = [
     "IGNORED_ENV_PREFIXES",
     "ComponentName",
     "LogLevel",
+    "ProcessStartMethod",
     "SettingDoc",
     "Settings",
     "StorageType",
@@ -62,6 +63,9 @@ StorageType = Literal["sqlite", "memory", "file", "s3", "gs", "az", "postgres", 
 
 WorkerType = Literal["async", "thread", "process", "gevent"]
 """Executor names selectable through ``OMNIQ_DEFAULT_WORKER``."""
+
+ProcessStartMethod = Literal["forkserver", "spawn"]
+"""How the ``process`` executor starts children (:mod:`multiprocessing` start methods)."""
 
 ComponentName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")]
 """Dotted component name below the ``omniq`` logger, e.g. ``"worker"`` or ``"backend.sqlite"``."""
@@ -140,7 +144,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         WorkerType, Meta(description="Executor that runs tasks which do not name one.")
     ] = "async"
     max_workers: Annotated[
-        int, Meta(ge=1, description="Maximum number of tasks one worker runs at the same time.")
+        Annotated[int, Meta(ge=1)] | None,
+        Meta(
+            description=(
+                "Most tasks one worker runs at the same time across all its executors "
+                "(each executor is also bounded by its own pool size)."
+            ),
+            extra={"none": "no overall cap"},
+        ),
+    ] = None
+    async_workers: Annotated[
+        int, Meta(ge=1, description="Coroutines the `async` executor runs at once.")
     ] = 10
     thread_workers: Annotated[
         int, Meta(ge=1, description="Pool size of the `thread` executor.")
@@ -156,6 +170,41 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gevent_workers: Annotated[
         int, Meta(ge=1, description="Number of greenlets of the `gevent` executor.")
     ] = 100
+    process_start_method: Annotated[
+        ProcessStartMethod,
+        Meta(
+            description=(
+                "How the `process` executor starts its children (never plain `fork`, which is "
+                "unsafe in a threaded parent)."
+            )
+        ),
+    ] = "forkserver"
+    process_max_tasks_per_child: Annotated[
+        Annotated[int, Meta(ge=1)] | None,
+        Meta(
+            description="Tasks a `process` child runs before it is replaced by a fresh one.",
+            extra={"none": "no limit"},
+        ),
+    ] = None
+    process_max_memory_mb: Annotated[
+        Annotated[int, Meta(ge=1)] | None,
+        Meta(
+            description=(
+                "Resident memory (MiB) above which a `process` child is replaced after its "
+                "current task."
+            ),
+            extra={"none": "no limit"},
+        ),
+    ] = None
+    process_terminate_on_cancel: Annotated[
+        bool,
+        Meta(
+            description=(
+                "Cancelling a task running on the `process` executor kills its child (replaced "
+                "at once); off: the task's cancel token is set and the child finishes on its own."
+            )
+        ),
+    ] = True
     task_timeout: Annotated[
         Annotated[float, Meta(gt=0)] | None,
         Meta(
@@ -313,7 +362,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 # --------------------------------------------------------------------------- loading
 
-_LITERAL_ORDER = {frozenset(get_args(t)): get_args(t) for t in (LogLevel, StorageType, WorkerType)}
+_LITERAL_ORDER = {
+    frozenset(get_args(t)): get_args(t)
+    for t in (LogLevel, StorageType, WorkerType, ProcessStartMethod)
+}
 _FIELDS: dict[str, FieldInfo] = field_infos(Settings, ENV_PREFIX, _LITERAL_ORDER)
 _BY_ENV: dict[str, FieldInfo] = {info.env: info for info in _FIELDS.values()}
 

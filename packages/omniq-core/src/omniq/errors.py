@@ -7,10 +7,15 @@ failure carry data (type path, message, traceback text), never pickles.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from omniq.models import ErrorInfo
 
 __all__ = [
     "BackendError",
     "BackendNotFoundError",
+    "CallFailedError",
     "ConfigError",
     "DeserializationError",
     "ExecutorNotFoundError",
@@ -164,6 +169,23 @@ class TaskCancelledError(RemoteTaskError):
 
 class TaskTimeoutError(OmniQError, TimeoutError):
     """Raised inside the worker when a task exceeds its ``timeout`` (seconds)."""
+
+
+class CallFailedError(OmniQError):
+    """Raised by an executor whose call ran out of this process (a ``process`` child) when the
+    function raised: the original exception is described by ``info`` because it may not survive
+    the trip back (unpicklable, or its class not importable here).
+
+    Attributes:
+        info: the function's own error as data (type path, message, traceback text).
+    """
+
+    def __init__(self, info: ErrorInfo) -> None:
+        self.info = info
+        super().__init__(f"{info.type}: {info.message}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.info,))
 
 
 class WorkerLostError(OmniQError):

@@ -43,7 +43,7 @@ def _when(ts: float | None) -> str:
     "-c",
     type=click.IntRange(min=1),
     default=None,
-    help="Tasks run at once (default OMNIQ_MAX_WORKERS / OMNIQ_THREAD_WORKERS).",
+    help="Pool size of the first executor (default its OMNIQ_*_WORKERS setting).",
 )
 @click.option(
     "--queues", "-q", default="default", show_default=True, help="Comma-separated queues to serve."
@@ -51,8 +51,13 @@ def _when(ts: float | None) -> str:
 @click.option(
     "--executor",
     "-e",
-    default=None,
-    help="async, thread, process or gevent (default OMNIQ_DEFAULT_WORKER).",
+    "executors",
+    multiple=True,
+    metavar="NAME[,NAME…]",
+    help=(
+        "Executors to host: async, thread, process, gevent; repeat or comma-separate for several. "
+        "The first runs tasks that name no executor (default OMNIQ_DEFAULT_WORKER)."
+    ),
 )
 @click.option(
     "--lease",
@@ -66,12 +71,15 @@ def worker(
     imports: tuple[str, ...],
     concurrency: int | None,
     queues: str,
-    executor: str | None,
+    executors: tuple[str, ...],
     lease: float | None,
     worker_id: str | None,
 ) -> None:
     """Run a standalone worker until SIGTERM/SIGINT (then drain gracefully)."""
-    settings = load_settings(storage_url=storage_url, default_worker=executor, lease_seconds=lease)
+    names = [n.strip() for spec in executors for n in spec.split(",") if n.strip()]
+    settings = load_settings(
+        storage_url=storage_url, default_worker=names[0] if names else None, lease_seconds=lease
+    )
     configure_logging(settings)
     import_task_modules(imports)
     queue_names = [q.strip() for q in queues.split(",") if q.strip()]
@@ -89,7 +97,7 @@ def worker(
         run_worker(
             settings,
             queues=queue_names,
-            executor=settings.default_worker,
+            executors=names or [settings.default_worker],
             concurrency=concurrency,
             worker_id=worker_id,
             on_ready=ready,

@@ -5,11 +5,16 @@ from __future__ import annotations
 import abc
 import inspect
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import msgspec
 
 from omniq._context import TaskContext
+from omniq.models import Task
+
+if TYPE_CHECKING:
+    from omniq.config import Settings
+    from omniq.serialization import Serializer
 
 __all__ = ["Call", "Executor", "is_async_callable"]
 
@@ -33,6 +38,8 @@ class Call(msgspec.Struct, kw_only=True):
         timeout: seconds the call may take, or ``None``.
         context: the task's :class:`~omniq._context.TaskContext` (its cancel token is set on
             timeout or cancellation).
+        task: the claimed record, for executors that run the call in another process and ship
+            it there as stored (``func``, ``func_bytes``, ``payload``) instead of ``fn``/``args``.
     """
 
     fn: Callable[..., Any]
@@ -40,6 +47,7 @@ class Call(msgspec.Struct, kw_only=True):
     kwargs: dict[str, Any]
     timeout: float | None
     context: TaskContext
+    task: Task
 
 
 class Executor(abc.ABC):
@@ -60,6 +68,22 @@ class Executor(abc.ABC):
         if concurrency < 1:
             raise ValueError(f"{type(self).__name__}: concurrency must be >= 1, got {concurrency}")
         self.concurrency = concurrency
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, concurrency: int, serializer: Serializer) -> Self:
+        """Build the executor a worker hosts.
+
+        Executors with options of their own (the ``process`` executor's start method and child
+        limits) read them from ``settings``; ``serializer`` is the worker's, for executors that
+        decode arguments and encode results elsewhere. The default ignores both.
+
+        Args:
+            settings: the worker's effective settings.
+            concurrency: slots (>= 1).
+            serializer: the worker's serializer (carries the dill signing key).
+        """
+        del settings, serializer
+        return cls(concurrency=concurrency)
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Prepare resources (pools, children). Called once before the first ``run``."""

@@ -15,6 +15,8 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         queues: the queues it serves.
         default_executor: executor for tasks that name none.
+        max_running: the most tasks running at once across executors; ``None``: the sum of the
+            executors' slots.
         lease: seconds a claim stays valid without a heartbeat (visibility timeout).
         poll_interval: longest sleep between claim polls when idle, in seconds.
         shutdown_grace: seconds running tasks get to finish on shutdown.
@@ -25,6 +27,7 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
 
     queues: tuple[str, ...] = ("default",)
     default_executor: str = "async"
+    max_running: int | None = None
     lease: float = 30.0
     poll_interval: float = 0.5
     shutdown_grace: float = 30.0
@@ -40,6 +43,7 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
         return cls(
             queues=queues,
             default_executor=executor,
+            max_running=settings.max_workers,
             lease=settings.lease_seconds,
             poll_interval=settings.poll_interval,
             shutdown_grace=settings.shutdown_grace,

@@ -11,12 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from omniq._events import EventRecorder
-from omniq._setup import (
-    create_backend,
-    create_executor,
-    default_concurrency,
-    resolve_secret_key,
-)
+from omniq._setup import build_executors, create_backend, resolve_secret_key
 from omniq.config import Settings
 from omniq.errors import ConfigError
 from omniq.plugins import configure_plugins
@@ -57,7 +52,7 @@ async def run_worker(
     settings: Settings,
     *,
     queues: Sequence[str],
-    executor: str,
+    executors: Sequence[str],
     concurrency: int | None = None,
     worker_id: str | None = None,
     on_ready: Callable[[Worker], None] | None = None,
@@ -67,8 +62,8 @@ async def run_worker(
     Args:
         settings: effective settings (storage URL, lease, grace, …).
         queues: queues to serve.
-        executor: the executor to host.
-        concurrency: slots; default from ``OMNIQ_*_WORKERS``.
+        executors: the executors to host; the first runs tasks that name none.
+        concurrency: slots of the first executor; default its ``OMNIQ_*_WORKERS`` setting.
         worker_id: the worker's id; default ``host:pid:random``.
         on_ready: called once the worker is claiming.
 
@@ -85,12 +80,12 @@ async def run_worker(
         )
         worker = Worker(
             backend,
-            executors={
-                executor: create_executor(
-                    executor, concurrency or default_concurrency(settings, executor)
-                )
-            },
-            options=WorkerOptions.from_settings(settings, queues=tuple(queues), executor=executor),
+            executors=build_executors(
+                executors, settings=settings, serializer=serializer, concurrency=concurrency
+            ),
+            options=WorkerOptions.from_settings(
+                settings, queues=tuple(queues), executor=executors[0]
+            ),
             serializer=serializer,
             events=EventRecorder(backend, enabled=settings.events_enabled),
             worker_id=worker_id,

@@ -27,7 +27,13 @@ from omniq._events import EventRecorder
 from omniq._functions import LOCAL_TOKEN_HEADER, FunctionResolver
 from omniq._ids import new_id
 from omniq.backend import Backend
-from omniq.errors import DeserializationError, LeaseLostError, SerializationError, TaskTimeoutError
+from omniq.errors import (
+    CallFailedError,
+    DeserializationError,
+    LeaseLostError,
+    SerializationError,
+    TaskTimeoutError,
+)
 from omniq.executors import Call, Executor
 from omniq.models import ErrorInfo, EventType, Task
 from omniq.serialization import Serializer, error_info
@@ -314,7 +320,9 @@ class Worker(LeaseKeeping):
             return
         executor = self._executor_for(task)
         self._events.record(task, EventType.EXECUTING, worker_id=self.worker_id)
-        call = Call(fn=fn, args=args, kwargs=kwargs, timeout=task.timeout, context=context)
+        call = Call(
+            fn=fn, args=args, kwargs=kwargs, timeout=task.timeout, context=context, task=task
+        )
         running = executor.run(call)
         self._starting -= 1
         try:
@@ -332,6 +340,9 @@ class Worker(LeaseKeeping):
         except TaskTimeoutError as exc:
             self._events.record(task, EventType.TIMEOUT, worker_id=self.worker_id, detail=str(exc))
             self._fail(task, error_info(exc), retry=True)
+            return
+        except CallFailedError as exc:  # the function raised in another process
+            self._fail(task, exc.info, retry=True)
             return
         except BaseException as exc:  # the task's own error, whatever its type (SystemExit too)
             self._fail(task, error_info(exc), retry=True)
