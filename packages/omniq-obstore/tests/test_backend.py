@@ -112,7 +112,7 @@ async def test_unicode_and_one_mebibyte_payload(backend: B, make_task: MakeTask)
         idempotency_key="ключ-𝄞" * 200,
     )
     await backend.enqueue([task])
-    [got] = await claim(backend, queues=["очередь-🚀/.. #%"], executors=["экзекутор"])
+    [got] = await claim(backend, queues=["очередь-🚀/.. #%"], executors={"экзекутор": 1})
     assert (got.id, got.payload, got.func, got.headers) == (
         task.id,
         task.payload,
@@ -175,18 +175,6 @@ async def test_delayed_task_is_claimable_only_when_due(
     assert (await backend.get_tasks([task.id]))[0] == task  # a delay holds no lease
     clock.advance(0.5)
     assert [t.id for t in await claim(backend)] == [task.id]
-
-
-async def test_executor_filter(backend: B, make_task: MakeTask) -> None:
-    anyone, thread, process = (
-        make_task(),
-        make_task(executor="thread"),
-        make_task(executor="process"),
-    )
-    await backend.enqueue([anyone, thread, process])
-    assert {t.id for t in await claim(backend, executors=[])} == {anyone.id}
-    assert {t.id for t in await claim(backend, executors=["thread", "gevent"])} == {thread.id}
-    assert {t.id for t in await claim(backend, executors=None)} == {process.id}
 
 
 async def test_claim_exclusive_across_eight_instances(

@@ -234,18 +234,6 @@ async def test_delayed_task_is_claimable_only_when_due(
     assert [t.id for t in await claim(backend)] == [task.id]
 
 
-async def test_executor_filter(backend: SQLiteBackend, make_task: MakeTask) -> None:
-    anyone, thread, process = (
-        make_task(),
-        make_task(executor="thread"),
-        make_task(executor="process"),
-    )
-    await backend.enqueue([anyone, thread, process])
-    assert {t.id for t in await claim(backend, executors=[])} == {anyone.id}
-    assert {t.id for t in await claim(backend, executors=["thread", "gevent"])} == {thread.id}
-    assert {t.id for t in await claim(backend, executors=None)} == {process.id}
-
-
 async def test_claim_exclusive_across_eight_connections(
     db_path: Path, make_task: MakeTask, clock: ManualClock
 ) -> None:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Sequence
-from typing import ClassVar, Self
+from collections.abc import Mapping, Sequence
+from typing import ClassVar, NamedTuple, Self
 
 import msgspec
 
@@ -29,7 +29,9 @@ __all__ = [
     "Capabilities",
     "Outcome",
     "TaskQuery",
+    "ClaimGroup",
     "check_claim_args",
+    "claim_groups",
     "check_outcomes",
 ]
 
@@ -123,6 +125,57 @@ def check_claim_args(queues: Sequence[str], lease: float) -> list[str]:
     return list(dict.fromkeys(queues))
 
 
+class ClaimGroup(NamedTuple):
+    """One part of a claim filtered by executor (see :func:`claim_groups`).
+
+    Attributes:
+        executors: take tasks naming one of these executors; ``None``: any executor.
+        unrouted: also take tasks that name no executor.
+        limit: at most this many tasks from this group.
+    """
+
+    executors: list[str] | None
+    unrouted: bool
+    limit: int
+
+
+def claim_groups(
+    limit: int, executors: Mapping[str, int] | None, default_executor: str | None
+) -> list[ClaimGroup]:
+    """Split a claim by executor, for backends that claim one group after the other.
+
+    Args:
+        limit: the claim's overall limit.
+        executors: free slots by executor name, or ``None`` for no executor filter.
+        default_executor: the executor that runs tasks naming none; those tasks are taken
+            within its group only (never when it is not a key of ``executors``).
+
+    Returns:
+        The groups with room, each capped at ``min(slots, limit)``. A backend takes them in
+        order and stops once ``limit`` tasks are taken overall.
+
+    Raises:
+        TypeError: ``executors`` is not a mapping of names to slot counts.
+        ValueError: a slot count is negative.
+    """
+    if executors is None:
+        return [ClaimGroup(None, True, limit)] if limit > 0 else []
+    if not isinstance(executors, Mapping):
+        raise TypeError(
+            "claim(executors=...) takes a mapping of executor name to free slots, "
+            f"not {type(executors).__name__}"
+        )
+    groups = []
+    for name, slots in executors.items():
+        if not isinstance(name, str) or isinstance(slots, bool) or not isinstance(slots, int):
+            raise TypeError(f"claim(executors=...): {name!r}: {slots!r} is not name: int")
+        if slots < 0:
+            raise ValueError(f"claim(executors=...): {name!r} has {slots} slots; expected >= 0")
+        if min(slots, limit) > 0:
+            groups.append(ClaimGroup([name], name == default_executor, min(slots, limit)))
+    return groups
+
+
 def check_outcomes(outcomes: Sequence[Outcome]) -> None:
     """Refuse, before anything is written, outcomes :meth:`Backend.finish` cannot apply.
 
@@ -196,7 +249,8 @@ class Backend(abc.ABC):
         worker_id: str,
         limit: int,
         lease: float,
-        executors: Sequence[str] | None = None,
+        executors: Mapping[str, int] | None = None,
+        default_executor: str | None = None,
     ) -> list[Task]:
         """Atomically take up to ``limit`` due tasks and lease them to ``worker_id``.
 
@@ -204,8 +258,11 @@ class Backend(abc.ABC):
         ``priority`` (higher first, when the backend declares ``priority``), then ``run_at``, then
         id. Each claimed task moves to ``running`` with ``attempt`` increased by one (the fencing
         token), ``worker_id`` set, ``started_at = now`` and ``lease_expires_at = now + lease``.
-        With ``executors`` given, only tasks whose ``executor`` is ``None`` or in that list are
-        taken. No two concurrent callers ever receive the same task for the same attempt.
+        With ``executors`` given (free slots by executor name), only tasks whose ``executor`` is a
+        key are taken, at most ``executors[name]`` of each; tasks that name no executor count as
+        ``default_executor`` (and are not taken when it is ``None`` or not a key).
+        :func:`claim_groups` splits such a claim for backends that take one group at a time.
+        No two concurrent callers ever receive the same task for the same attempt.
         """
 
     async def finish_and_claim(
@@ -216,7 +273,8 @@ class Backend(abc.ABC):
         worker_id: str,
         limit: int,
         lease: float,
-        executors: Sequence[str] | None = None,
+        executors: Mapping[str, int] | None = None,
+        default_executor: str | None = None,
     ) -> tuple[list[str], list[Task]]:
         """:meth:`finish` the outcomes, then :meth:`claim` up to ``limit`` tasks.
 
@@ -243,6 +301,7 @@ class Backend(abc.ABC):
                     limit=limit,
                     lease=lease,
                     executors=executors,
+                    default_executor=default_executor,
                 )
             except Exception as exc:
                 if not outcomes:

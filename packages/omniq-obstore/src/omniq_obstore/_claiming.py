@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from omniq.backend import claim_groups
 from omniq.models import ErrorInfo, Task, TaskState
 from omniq_obstore import _keys as K
 from omniq_obstore import _records as R
@@ -133,21 +134,39 @@ def _rank(d: K.DueKey) -> tuple[int, float, str]:
 
 
 async def _due(
-    store: Store, queue: str, now: float, allowed: set[str] | None, want: int
+    store: Store, queue: str, now: float, groups: dict[str, str] | None, want: int
 ) -> tuple[list[K.DueKey], bool]:
-    """Up to ``want`` due entries of ``queue`` in claim order; and whether more may exist."""
+    """Up to ``want`` due entries of ``queue`` in claim order whose (escaped) executor is a key
+    of ``groups`` (``None``: any); and whether more may exist."""
     out: list[K.DueKey] = []
     async for chunk in store.sorted_chunks(K.due_prefix(queue)):
         for path in chunk:
             d = K.parse_due(path)
             if d is None or d.run_at > now:
                 continue
-            if allowed is not None and d.executor and d.executor not in allowed:
+            if groups is not None and d.executor not in groups:
                 continue
             out.append(d)
         if len(out) >= want:
             return out, True
     return out, False
+
+
+def _executor_groups(
+    executors: Mapping[str, int] | None, default_executor: str | None, limit: int
+) -> tuple[dict[str, str] | None, dict[str, int]]:
+    """Escaped executor (``""``: names none) → its group, and each group's room."""
+    if executors is None:
+        return None, {"": limit}
+    groups: dict[str, str] = {}
+    room: dict[str, int] = {}
+    for g in claim_groups(limit, executors, default_executor):
+        name = K.component(g.executors[0]) if g.executors else ""
+        groups[name] = name
+        room[name] = g.limit
+        if g.unrouted:
+            groups[""] = name
+    return groups, room
 
 
 async def claim(
@@ -158,11 +177,17 @@ async def claim(
     worker_id: str,
     limit: int,
     lease: float,
-    executors: Sequence[str] | None,
+    executors: Mapping[str, int] | None,
+    default_executor: str | None,
     now: float,
 ) -> list[Task]:
-    """Take up to ``limit`` due tasks, best first; each by creating its next claim marker."""
-    allowed = None if executors is None else {K.component(e) for e in executors}
+    """Take up to ``limit`` due tasks, best first, at most each executor group's room; each by
+    creating its next claim marker."""
+    groups, room = _executor_groups(executors, default_executor, limit)
+
+    def group(d: K.DueKey) -> str:
+        return "" if groups is None else groups[d.executor]
+
     marker = R.Marker(
         kind=R.CLAIM, worker_id=worker_id, started_at=now, lease_expires_at=now + lease
     )
@@ -170,17 +195,28 @@ async def claim(
     got: list[Task] = []
     tried: set[str] = set()
     want = limit * 4 + 16
-    while True:
-        found = await asyncio.gather(*(_due(store, q, now, allowed, want) for q in queues))
+    while room and any(room.values()):
+        found = await asyncio.gather(*(_due(store, q, now, groups, want) for q in queues))
         candidates = sorted((d for ds, _ in found for d in ds if d.path not in tried), key=_rank)
-        for start in range(0, len(candidates), max(1, limit)):
-            need = limit - len(got)
-            if need <= 0:
+        while candidates and len(got) < limit:
+            wave: list[K.DueKey] = []
+            planned = dict(room)
+            rest: list[K.DueKey] = []
+            for d in candidates:
+                if len(wave) < limit - len(got) and planned[group(d)] > 0:
+                    planned[group(d)] -= 1
+                    wave.append(d)
+                else:
+                    rest.append(d)
+            if not wave:
                 break
-            wave = candidates[start : start + need]
+            candidates = rest
             tried.update(d.path for d in wave)
             taken = await store.gather(_take(store, held, d, marker, data, now) for d in wave)
-            got.extend(t for t in taken if t is not None)
+            for d, task in zip(wave, taken, strict=True):
+                if task is not None:
+                    room[group(d)] -= 1
+                    got.append(task)
         if len(got) >= limit or not any(more for _, more in found):
             break
         want *= 4

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Self, cast
 
@@ -211,7 +211,8 @@ class ObjectStoreBackend(Backend):
         worker_id: str,
         limit: int,
         lease: float,
-        executors: Sequence[str] | None = None,
+        executors: Mapping[str, int] | None = None,
+        default_executor: str | None = None,
     ) -> list[Task]:
         """Lease up to ``limit`` due tasks to ``worker_id`` (see :meth:`Backend.claim`).
 
@@ -230,6 +231,7 @@ class ObjectStoreBackend(Backend):
             limit=limit,
             lease=lease,
             executors=executors,
+            default_executor=default_executor,
             now=self.clock.now(),
         )
 

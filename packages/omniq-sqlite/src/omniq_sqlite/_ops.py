@@ -12,8 +12,9 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
-from omniq.backend import Outcome, TaskQuery
+from omniq.backend import ClaimGroup, Outcome, TaskQuery
 from omniq.models import ErrorInfo, StoredResult, Task, TaskEvent, TaskState
 from omniq_sqlite._queries import MAX_UNION_QUEUES
 from omniq_sqlite._queries import QUERIES as Q
@@ -94,19 +95,25 @@ def claim_params(
     now: float,
     queues: Sequence[str],
     worker_id: str,
-    limit: int,
+    groups: Sequence[ClaimGroup],
     lease: float,
-    executors: Sequence[str] | None,
 ) -> dict[str, object]:
-    """Named parameters of the claim queries."""
+    """Named parameters of the claim queries; ``groups`` come from :func:`omniq.backend.claim_groups`.
+
+    The probe uses the union of the groups' filters; the claim takes each group in turn.
+    """
+    names = [n for g in groups for n in (g.executors or ())]
+    any_executor = any(g.executors is None for g in groups)
     params: dict[str, object] = {
         "queue": queues[0],
         "queues": json_list(queues),
-        "executors": json_list(executors),
+        "executors": None if any_executor else json_list(names),
+        "unrouted": any(g.unrouted for g in groups),
+        "groups": list(groups),
         "now": now,
         "worker_id": worker_id,
         "lease_expires_at": now + lease,
-        "limit": limit,
+        "limit": sum(g.limit for g in groups),
         "n_queues": len(queues),
     }
     if 1 < len(queues) <= MAX_UNION_QUEUES:
@@ -126,25 +133,46 @@ def claim(conn: sqlite3.Connection, params: dict[str, object]) -> list[Task]:
 
 
 def _claim_rows(conn: sqlite3.Connection, params: dict[str, object]) -> list[Task]:
-    """The claim ``UPDATE … RETURNING`` (inside the caller's write transaction)."""
+    """The claim ``UPDATE … RETURNING``, once per executor group (inside the caller's write
+    transaction), until the claim's limit is reached."""
     tasks: list[Task] = []
-    for row in conn.execute(Q.claim(int(params["n_queues"])), params).fetchall():  # type: ignore[call-overload]
-        try:
-            tasks.append(decode_task(row))
-        except RowDecodeError as exc:
-            log.error("%s; failing it without running it", exc)
-            conn.execute(
-                Q.fail_undecodable,
-                {
-                    "task_id": row[0],
-                    "now": params["now"],
-                    "error_type": DESERIALIZATION_ERROR,
-                    "error_message": f"{exc}; the task was failed without running",
-                },
-            )
+    total = int(params["limit"])  # type: ignore[call-overload]
+    sql = Q.claim(int(params["n_queues"]))  # type: ignore[call-overload]
+    groups: list[ClaimGroup] = params["groups"]  # type: ignore[assignment]
+    for group in groups:
+        room = min(group.limit, total - len(tasks))
+        if room <= 0:
+            break
+        group_params = {
+            **params,
+            "executors": None if group.executors is None else json_list(group.executors),
+            "unrouted": group.unrouted,
+            "limit": room,
+        }
+        for row in conn.execute(sql, group_params).fetchall():
+            _decode_claimed(conn, row, params, tasks)
     # RETURNING order is undefined: restore claim order.
     tasks.sort(key=lambda t: (-t.priority, t.run_at, t.id))
     return tasks
+
+
+def _decode_claimed(
+    conn: sqlite3.Connection, row: Any, params: dict[str, object], into: list[Task]
+) -> None:
+    """Append the claimed row as a task; a row that cannot be decoded is failed instead."""
+    try:
+        into.append(decode_task(row))
+    except RowDecodeError as exc:
+        log.error("%s; failing it without running it", exc)
+        conn.execute(
+            Q.fail_undecodable,
+            {
+                "task_id": row[0],
+                "now": params["now"],
+                "error_type": DESERIALIZATION_ERROR,
+                "error_message": f"{exc}; the task was failed without running",
+            },
+        )
 
 
 def finish_and_claim(

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -35,6 +35,7 @@ from omniq.backend import (
     TaskQuery,
     check_claim_args,
     check_outcomes,
+    claim_groups,
 )
 from omniq.clock import Clock
 from omniq.models import ErrorInfo, StoredResult, Task, TaskEvent, TaskState
@@ -233,19 +234,18 @@ class SQLiteBackend(Backend):
         worker_id: str,
         limit: int,
         lease: float,
-        executors: Sequence[str] | None = None,
+        executors: Mapping[str, int] | None = None,
+        default_executor: str | None = None,
     ) -> list[Task]:
         """Atomically lease up to ``limit`` due tasks to ``worker_id`` (see :meth:`Backend.claim`).
 
         A claimed row that cannot be decoded is marked ``failed`` with a
         ``omniq.errors.DeserializationError`` error and left out; the others are returned.
         """
-        queues = check_claim_args(queues, lease)
-        if limit <= 0 or not queues:
+        params = self._claim_params(queues, worker_id, limit, lease, executors, default_executor)
+        if params is None:
             return []
-        return await self._write(
-            _ops.claim, self._claim_params(queues, worker_id, limit, lease, executors)
-        )
+        return await self._write(_ops.claim, params)
 
     def _claim_params(
         self,
@@ -253,15 +253,16 @@ class SQLiteBackend(Backend):
         worker_id: str,
         limit: int,
         lease: float,
-        executors: Sequence[str] | None,
-    ) -> dict[str, object]:
+        executors: Mapping[str, int] | None,
+        default_executor: str | None,
+    ) -> dict[str, object] | None:
+        """The claim's query parameters, or ``None`` when there is nothing to claim."""
+        queues = check_claim_args(queues, lease)
+        groups = claim_groups(limit, executors, default_executor)
+        if not queues or not groups:
+            return None
         return _ops.claim_params(
-            now=self.clock.now(),
-            queues=queues,
-            worker_id=worker_id,
-            limit=limit,
-            lease=lease,
-            executors=None if executors is None else list(executors),
+            now=self.clock.now(), queues=queues, worker_id=worker_id, groups=groups, lease=lease
         )
 
     async def finish_and_claim(
@@ -272,22 +273,19 @@ class SQLiteBackend(Backend):
         worker_id: str,
         limit: int,
         lease: float,
-        executors: Sequence[str] | None = None,
+        executors: Mapping[str, int] | None = None,
+        default_executor: str | None = None,
     ) -> tuple[list[str], list[Task]]:
         """Store outcomes and claim up to ``limit`` tasks in one transaction (one thread hop).
 
         See :meth:`Backend.finish_and_claim`; stale outcomes are returned, not raised.
         """
         check_outcomes(outcomes)
+        claim_with = self._claim_params(
+            queues, worker_id, limit, lease, executors, default_executor
+        )
         if not outcomes:
-            return [], await self.claim(
-                queues=queues, worker_id=worker_id, limit=limit, lease=lease, executors=executors
-            )
-        claim_with = None
-        if limit > 0:
-            queues = check_claim_args(queues, lease)
-            if queues:
-                claim_with = self._claim_params(queues, worker_id, limit, lease, executors)
+            return [], [] if claim_with is None else await self._write(_ops.claim, claim_with)
         return await self._write(_ops.finish_and_claim, outcomes, claim_with, now=self.clock.now())
 
     async def extend_leases(self, leases: Sequence[tuple[str, int]], *, lease: float) -> list[str]:

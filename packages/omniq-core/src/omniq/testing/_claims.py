@@ -144,12 +144,63 @@ class ClaimConformance:
     async def test_claim_serves_only_the_given_queues_and_executors(
         self, omniq_backend: Backend, omniq_make_task: MakeTask
     ) -> None:
-        mail = omniq_make_task(queue="mail")
-        anywhere = omniq_make_task(queue="mail", executor=None)
+        unrouted = omniq_make_task(queue="mail", executor=None)
+        routed_async = omniq_make_task(queue="mail", executor="async")
         threads_only = omniq_make_task(queue="mail", executor="thread")
-        other_queue = omniq_make_task(queue="reports")
-        await omniq_backend.enqueue([mail, anywhere, threads_only, other_queue])
-        got = await claim(omniq_backend, queues=["mail"], executors=["async"], limit=10)
-        assert {t.id for t in got} == {mail.id, anywhere.id}
-        got = await claim(omniq_backend, queues=["mail", "reports"], executors=["thread"], limit=10)
-        assert {t.id for t in got} == {threads_only.id, other_queue.id}
+        other_queue = omniq_make_task(queue="reports", executor=None)
+        await omniq_backend.enqueue([unrouted, routed_async, threads_only, other_queue])
+        got = await claim(
+            omniq_backend,
+            queues=["mail"],
+            executors={"async": 10},
+            default_executor="async",
+            limit=10,
+        )
+        assert {t.id for t in got} == {unrouted.id, routed_async.id}
+        # Tasks naming no executor go only to a worker whose default executor is given.
+        got = await claim(
+            omniq_backend, queues=["mail", "reports"], executors={"thread": 10}, limit=10
+        )
+        assert {t.id for t in got} == {threads_only.id}
+        got = await claim(
+            omniq_backend,
+            queues=["reports"],
+            executors={"thread": 10},
+            default_executor="thread",
+            limit=10,
+        )
+        assert {t.id for t in got} == {other_queue.id}
+
+    @pytest.mark.asyncio
+    async def test_claim_takes_at_most_each_executors_free_slots(
+        self, omniq_backend: Backend, omniq_make_task: MakeTask
+    ) -> None:
+        unrouted = [omniq_make_task(executor=None) for _ in range(3)]
+        routed = [omniq_make_task(executor="async") for _ in range(3)]
+        cpu = [omniq_make_task(executor="process") for _ in range(3)]
+        await omniq_backend.enqueue([*unrouted, *routed, *cpu])
+        got = await claim(
+            omniq_backend,
+            executors={"async": 2, "process": 1, "gevent": 5},
+            default_executor="async",
+            limit=10,
+        )
+        by_executor = sorted(t.executor or "async" for t in got)
+        assert by_executor == ["async", "async", "process"]
+        got = await claim(
+            omniq_backend, executors={"async": 0, "process": 5}, default_executor="async"
+        )
+        assert len(got) == 2
+        assert all(t.executor == "process" for t in got)
+        got = await claim(omniq_backend, executors={"async": 10}, default_executor="async", limit=1)
+        assert len(got) == 1
+        rest = await claim(omniq_backend, executors={"async": 10}, default_executor="async")
+        assert len(rest) == 6 - 2 - 1
+        assert await claim(omniq_backend, executors={}, default_executor="async") == []
+
+    @pytest.mark.asyncio
+    async def test_claim_refuses_malformed_executor_slots(self, omniq_backend: Backend) -> None:
+        with pytest.raises(TypeError, match="mapping of executor name to free slots"):
+            await claim(omniq_backend, executors=["async"])  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="-1 slots"):
+            await claim(omniq_backend, executors={"async": -1})

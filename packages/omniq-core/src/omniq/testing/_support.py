@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -26,11 +26,17 @@ async def claim(
     lease: float = 30.0,
     worker_id: str = "w1",
     queues: Sequence[str] = ("default",),
-    executors: Sequence[str] | None = None,
+    executors: Mapping[str, int] | None = None,
+    default_executor: str | None = None,
 ) -> list[Task]:
     """``omniq_backend.claim`` with the suite's defaults."""
     return await omniq_backend.claim(
-        queues=list(queues), worker_id=worker_id, limit=limit, lease=lease, executors=executors
+        queues=list(queues),
+        worker_id=worker_id,
+        limit=limit,
+        lease=lease,
+        executors=executors,
+        default_executor=default_executor,
     )
 
 

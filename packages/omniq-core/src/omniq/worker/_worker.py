@@ -19,8 +19,11 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import msgspec
 
 from omniq._context import TaskContext
 from omniq._events import EventRecorder
@@ -41,6 +44,7 @@ from omniq.worker import _outcomes
 from omniq.worker._leases import LEASE_LOST, SHUTDOWN, STOP_CANCELLED, LeaseKeeping, Run
 from omniq.worker._options import WorkerOptions
 from omniq.worker._outcomes import COUNTER_OF, PendingOutcome
+from omniq.worker._stats import ExecutorStats
 
 __all__ = ["Worker"]
 
@@ -104,7 +108,11 @@ class Worker(LeaseKeeping):
         self._loops: list[asyncio.Task[None]] = []
         self._exchanger: asyncio.Task[None] | None = None
         self._round = asyncio.Lock()  # held while an exchange round trip is in flight
-        self._starting = 0  # claimed tasks not yet handed to their executor
+        self.executor_stats = {
+            name: ExecutorStats(name=name, concurrency=e.concurrency)
+            for name, e in executors.items()
+        }
+        self._starting = dict.fromkeys(executors, 0)  # claimed, not yet handed to the executor
         self._stopping = False  # no more claims
         self._drained = False  # no more outcomes will come: the exchange loop may end
         self._started = False
@@ -174,8 +182,24 @@ class Worker(LeaseKeeping):
         log.info("worker %s stopped: %s", self.worker_id, self.counters)
 
     # -- claiming ----------------------------------------------------------------------------
-    def _free_slots(self) -> int:
-        return sum(e.available() for e in self.executors.values()) - self._starting
+    def _free_slots(self) -> tuple[dict[str, int], int]:
+        """Free slots by executor, and how many tasks may be claimed now in all (the sum, within
+        the worker's overall cap ``max_running``)."""
+        free = {
+            name: max(0, e.available() - self._starting[name]) for name, e in self.executors.items()
+        }
+        limit = sum(free.values())
+        cap = self.options.max_running
+        if cap is not None:
+            running = sum(e.in_flight for e in self.executors.values())
+            limit = min(limit, max(0, cap - running - sum(self._starting.values())))
+        return free, limit
+
+    def executor_snapshot(self) -> list[ExecutorStats]:
+        """Each executor's counters, with its busy slots as of now."""
+        for name, stats in self.executor_stats.items():
+            stats.busy = self.executors[name].in_flight
+        return [msgspec.structs.replace(s) for s in self.executor_stats.values()]
 
     async def _round_done(self) -> None:
         """Wait until the exchange round in flight (if any) has returned."""
@@ -196,13 +220,13 @@ class Worker(LeaseKeeping):
         failed_rounds = 0
         while True:
             batch, self._outcomes = self._outcomes, []
-            limit = 0 if self._stopping else self._free_slots()
+            free, limit = ({}, 0) if self._stopping else self._free_slots()
             if not batch and limit <= 0:
                 if self._drained:
                     return
                 await self._wait_for_wake(self.options.poll_interval)
                 continue
-            tasks = await self._exchange(batch, limit)
+            tasks = await self._exchange(batch, free, limit)
             if tasks is None:  # the store failed; the outcomes are queued again
                 failed_rounds += 1
                 if self._drained and failed_rounds >= _GIVE_UP_ROUNDS_WHEN_STOPPING:
@@ -225,8 +249,11 @@ class Worker(LeaseKeeping):
             else:
                 await asyncio.sleep(0)  # let the started tasks begin
 
-    async def _exchange(self, batch: list[PendingOutcome], limit: int) -> list[Task] | None:
-        """One round trip: store ``batch`` and claim up to ``limit``; ``None`` if it failed."""
+    async def _exchange(
+        self, batch: list[PendingOutcome], free: dict[str, int], limit: int
+    ) -> list[Task] | None:
+        """One round trip: store ``batch`` and claim up to ``limit`` (at most ``free[name]`` for
+        each executor); ``None`` if it failed."""
         self._finishing = {p.task.id for p in batch}
         await self._round.acquire()
         try:
@@ -236,7 +263,8 @@ class Worker(LeaseKeeping):
                 worker_id=self.worker_id,
                 limit=max(limit, 0),
                 lease=self.options.lease,
-                executors=list(self.executors),
+                executors=free,
+                default_executor=self.options.default_executor,
             )
         except (ValueError, TypeError) as exc:
             # The store refused the data itself: find the offending outcome(s), store the rest.
@@ -265,6 +293,9 @@ class Worker(LeaseKeeping):
 
     def _start_task(self, task: Task) -> None:
         self.counters["claimed"] += 1
+        if self._executor_name(task) not in self.executors:
+            self._hand_back(task)
+            return
         older = self._runs.get(task.id)
         if older is not None:  # our older run of it outlived its lease; this attempt replaces it
             log.warning(
@@ -276,9 +307,29 @@ class Worker(LeaseKeeping):
             older.stop(LEASE_LOST)
         run = self._runs[task.id] = Run(task)
         self._held[task.id] = task.attempt
-        self._starting += 1
+        self._starting[self._executor_name(task)] += 1
         run.runner = asyncio.create_task(self._execute(run), name=f"omniq-task-{task.id}")
         run.runner.add_done_callback(lambda runner: self._task_done(run, runner))
+
+    def _hand_back(self, task: Task) -> None:
+        """Release a task for an executor this worker does not host (the backend ignored the
+        claim's executor filter): another worker runs it; it uses no retry."""
+        log.error(
+            "backend %s returned task %s for executor %r, which this worker does not host; "
+            "releasing it",
+            type(self.backend).__name__,
+            task.id,
+            task.executor,
+        )
+        self._held[task.id] = task.attempt
+        self._loops.append(asyncio.create_task(self._release_one(task)))
+
+    async def _release_one(self, task: Task) -> None:
+        try:
+            await self.backend.release([(task.id, task.attempt)])
+        except Exception as exc:  # its lease expires and it is recovered instead
+            log.warning("could not release task %s: %s", task.id, exc)
+        self._unhold(task)
 
     def _task_done(self, run: Run, runner: asyncio.Task[None]) -> None:
         if self._runs.get(run.task.id) is run:
@@ -288,8 +339,8 @@ class Worker(LeaseKeeping):
             log.error("internal error running task %s", run.task.id, exc_info=runner.exception())
 
     # -- execution ---------------------------------------------------------------------------
-    def _executor_for(self, task: Task) -> Executor:
-        return self.executors[task.executor or self.options.default_executor]
+    def _executor_name(self, task: Task) -> str:
+        return task.executor or self.options.default_executor
 
     async def _execute(self, run: Run) -> None:
         try:
@@ -302,6 +353,7 @@ class Worker(LeaseKeeping):
 
     async def _run_and_record(self, run: Run) -> None:
         task = run.task
+        name = self._executor_name(task)
         context = TaskContext(
             task_id=task.id, attempt=task.attempt, queue=task.queue, worker_id=self.worker_id
         )
@@ -311,43 +363,54 @@ class Worker(LeaseKeeping):
             )
             args, kwargs = self._serializer.loads_call(task.payload)
         except Exception as exc:  # undecodable record: this task fails alone, never retried
-            self._starting -= 1
+            self._starting[name] -= 1
             if not isinstance(exc, DeserializationError):
                 exc = DeserializationError(
                     f"cannot decode task {task.id}: {type(exc).__name__}: {exc}"
                 )
             self._fail(task, error_info(exc), retry=False)
             return
-        executor = self._executor_for(task)
         self._events.record(task, EventType.EXECUTING, worker_id=self.worker_id)
         call = Call(
             fn=fn, args=args, kwargs=kwargs, timeout=task.timeout, context=context, task=task
         )
-        running = executor.run(call)
-        self._starting -= 1
+        stats = self.executor_stats[name]
+        stats.started += 1
+        began = time.monotonic()
+        running = self.executors[name].run(call)
+        self._starting[name] -= 1
         try:
             value = await running
-        except asyncio.CancelledError as exc:
+        except BaseException as exc:
+            stats.run_seconds += time.monotonic() - began
+            self._ended_with(run, exc, stats)
+            return
+        stats.run_seconds += time.monotonic() - began
+        stats.succeeded += 1
+        self._succeed(task, value)
+
+    def _ended_with(self, run: Run, exc: BaseException, stats: ExecutorStats) -> None:
+        """Record how a run that raised ended: cancelled, timed out, or failed."""
+        task = run.task
+        if isinstance(exc, asyncio.CancelledError):
             if run.stop_reason == STOP_CANCELLED:
+                stats.cancelled += 1
                 self._cancelled(task, "cancelled while running")
             elif run.stop_reason is None:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
-                    raise  # the event loop itself is shutting down
+                    raise exc  # the event loop itself is shutting down
                 # The task's own code raised CancelledError: an error like any other.
+                stats.failed += 1
                 self._fail(task, error_info(exc), retry=True)
             return  # lease lost (another attempt owns it) or shutdown (released later)
-        except TaskTimeoutError as exc:
+        stats.failed += 1
+        if isinstance(exc, TaskTimeoutError):
             self._events.record(task, EventType.TIMEOUT, worker_id=self.worker_id, detail=str(exc))
-            self._fail(task, error_info(exc), retry=True)
-            return
-        except CallFailedError as exc:  # the function raised in another process
+        if isinstance(exc, CallFailedError):  # the function raised in another process
             self._fail(task, exc.info, retry=True)
-            return
-        except BaseException as exc:  # the task's own error, whatever its type (SystemExit too)
+        else:  # the task's own error, whatever its type (SystemExit too)
             self._fail(task, error_info(exc), retry=True)
-            return
-        self._succeed(task, value)
 
     def _succeed(self, task: Task, value: Any) -> None:
         data: bytes | None = None

@@ -51,7 +51,7 @@ SELECT 1 FROM omniq_tasks
 WHERE state IN ('pending', 'scheduled')
   AND {queue_filter}
   AND run_at <= :now
-  AND (:executors IS NULL OR executor IS NULL
+  AND (:executors IS NULL OR (executor IS NULL AND :unrouted)
        OR executor IN (SELECT value FROM json_each(:executors)))
 LIMIT 1
 
@@ -73,7 +73,7 @@ SELECT rowid FROM omniq_tasks
 WHERE state IN ('pending', 'scheduled')
   AND {queue_filter}
   AND run_at <= :now
-  AND (:executors IS NULL OR executor IS NULL
+  AND (:executors IS NULL OR (executor IS NULL AND :unrouted)
        OR executor IN (SELECT value FROM json_each(:executors)))
 ORDER BY priority DESC, run_at, id
 LIMIT :limit
@@ -89,7 +89,7 @@ SELECT * FROM (
     WHERE state IN ('pending', 'scheduled')
       AND queue = :queue_{i}
       AND run_at <= :now
-      AND (:executors IS NULL OR executor IS NULL
+      AND (:executors IS NULL OR (executor IS NULL AND :unrouted)
            OR executor IN (SELECT value FROM json_each(:executors)))
     ORDER BY priority DESC, run_at, id
     LIMIT :limit
