@@ -1,0 +1,206 @@
+"""Every executor through the same scenarios, each with a real ``omniq worker -e <executor>``
+process on a SQLite file and a producer client in this process: success, exception, timeout,
+cancel while running, cancel while queued, and the worker killed mid-task.
+
+What "stopped" means differs by executor and is asserted as such: a coroutine, a greenlet and a
+process child really stop (the task's body never reaches its end); a thread cannot be stopped, so
+its body runs on, but its outcome stays what was recorded — never "success".
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from scenario_tasks import for_executor, hog
+
+from omniq import TaskCancelledError, TaskFailedError, TaskQueue, TaskState
+from omniq.config import Settings
+
+pytestmark = pytest.mark.slow
+
+Spawn = Callable[..., subprocess.Popen[str]]
+
+EXECUTORS = ["async", "thread", "process", "gevent"]
+REALLY_STOPS = {"async", "process", "gevent"}
+
+
+@pytest.fixture(params=EXECUTORS)
+def executor(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def start_worker(spawn_worker: Spawn, db_url: str, executor: str) -> subprocess.Popen[str]:
+    return spawn_worker(db_url, "-e", executor, "--import", "scenario_tasks", "--lease", "1")
+
+
+def started(marker: Path, timeout: float = 30.0) -> tuple[int, int]:
+    """Wait until the task wrote its start marker; return ``(pid, attempt)`` it ran with."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = marker.read_text() if marker.exists() else ""
+        if text.startswith("started"):
+            _, pid, attempt = text.split()
+            return int(pid), int(attempt)
+        time.sleep(0.02)
+    raise AssertionError(f"the task never started ({marker} not written)")
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_success_returns_the_exact_value(
+    executor: str, settings: Settings, db_url: str, spawn_worker: Spawn
+) -> None:
+    start_worker(spawn_worker, db_url, executor)
+    value = (1, 2.5, "ü", None, [True, b"\x00"])
+    with TaskQueue(settings=settings, workers=0) as queue:
+        task_id = queue.enqueue(for_executor(executor, "echo"), args=(value,), executor=executor)
+        result = queue.get_result(task_id, timeout=30)
+        assert result == {"value": value, "attempt": 1}
+        assert type(result["value"]) is tuple
+        task = queue.get_task(task_id)
+    assert (task.state, task.executor) == (TaskState.SUCCESS, executor)
+
+
+def test_an_exception_fails_the_task_with_its_type_and_message(
+    executor: str, settings: Settings, db_url: str, spawn_worker: Spawn
+) -> None:
+    start_worker(spawn_worker, db_url, executor)
+    with TaskQueue(settings=settings, workers=0) as queue:
+        task_id = queue.enqueue(
+            for_executor(executor, "fail"), args=("no such key",), executor=executor, retries=0
+        )
+        with pytest.raises(TaskFailedError) as info:
+            queue.get_result(task_id, timeout=30)
+    assert (info.value.remote_type, info.value.remote_message) == (
+        "builtins.LookupError",
+        "no such key",
+    )
+    assert "LookupError" in info.value.remote_traceback
+
+
+def test_a_timeout_fails_the_task_and_stops_it_as_the_executor_can(
+    executor: str, settings: Settings, db_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    start_worker(spawn_worker, db_url, executor)
+    marker = tmp_path / "marker"
+    with TaskQueue(settings=settings, workers=0) as queue:
+        task_id = queue.enqueue(
+            for_executor(executor, "sleep"),
+            args=(1.5, str(marker)),
+            executor=executor,
+            timeout=0.4,
+            retries=0,
+        )
+        with pytest.raises(TaskFailedError) as info:
+            queue.get_result(task_id, timeout=30)
+        assert info.value.remote_type == "omniq.errors.TaskTimeoutError"
+        pid, _ = started(marker)
+        time.sleep(2.0)  # past the body's own end
+        finished = Path(f"{marker}.finished").exists()
+        assert queue.get_task(task_id).state is TaskState.FAILED
+    if executor in REALLY_STOPS:
+        assert not finished
+    else:  # a thread runs on, but its outcome stays "failed"
+        assert finished
+    if executor == "process":
+        assert not alive(pid)
+
+
+def test_cancel_while_running_stops_it_and_never_retries(
+    executor: str, settings: Settings, db_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    start_worker(spawn_worker, db_url, executor)
+    marker = tmp_path / "marker"
+    with TaskQueue(settings=settings, workers=0) as queue:
+        task_id = queue.enqueue(
+            for_executor(executor, "sleep"), args=(2.0, str(marker)), executor=executor, retries=3
+        )
+        pid, _ = started(marker)
+        assert queue.cancel(task_id) is True  # from this process; the task runs in another
+        with pytest.raises(TaskCancelledError):
+            queue.get_result(task_id, timeout=30)
+        time.sleep(2.5)  # past the body's own end
+        task = queue.get_task(task_id)
+        finished = Path(f"{marker}.finished").exists()
+    assert (task.state, task.attempt) == (TaskState.CANCELLED, 1)
+    assert finished is (executor not in REALLY_STOPS)
+    if executor == "process":
+        assert not alive(pid)
+
+
+def test_cancel_while_queued_means_it_never_runs(
+    executor: str, settings: Settings, db_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    start_worker(spawn_worker, db_url, executor)
+    marker = tmp_path / "marker"
+    with TaskQueue(settings=settings, workers=0) as queue:
+        task_id = queue.enqueue(
+            for_executor(executor, "sleep"), args=(0.0, str(marker)), executor=executor, delay=0.5
+        )
+        assert queue.cancel(task_id) is True
+        assert queue.get_task(task_id).state is TaskState.CANCELLED
+        time.sleep(0.6)  # now it would be due
+        later = queue.enqueue(for_executor(executor, "echo"), args=(1,), executor=executor)
+        assert queue.get_result(later, timeout=30) == {"value": 1, "attempt": 1}
+        task = queue.get_task(task_id)
+    assert (task.state, task.attempt) == (TaskState.CANCELLED, 0)
+    assert not marker.exists()
+
+
+def test_a_worker_killed_mid_task_leaves_it_to_another_worker(
+    executor: str, settings: Settings, db_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    first = start_worker(spawn_worker, db_url, executor)
+    marker = tmp_path / "marker"
+    with TaskQueue(settings=settings, workers=0) as queue:
+        task_id = queue.enqueue(
+            for_executor(executor, "sleep"), args=(1.0, str(marker)), executor=executor, retries=1
+        )
+        pid, attempt = started(marker)
+        assert attempt == 1
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        # A process child dies with its worker rather than running on unsupervised.
+        assert gone_within(pid, 10.0), f"pid {pid} outlived its worker"
+        marker.unlink()
+        second = start_worker(spawn_worker, db_url, executor)
+        result = queue.get_result(task_id, timeout=30)
+        task = queue.get_task(task_id)
+    assert result["attempt"] == 2
+    if executor != "process":
+        assert result["pid"] == second.pid
+    assert (task.state, task.attempt) == (TaskState.SUCCESS, 2)
+
+
+@pytest.mark.parametrize("hog_executor", ["thread", "process"])
+def test_leases_stay_alive_while_a_task_hogs_the_cpu(
+    hog_executor: str, settings: Settings, db_url: str, spawn_worker: Spawn
+) -> None:
+    spawn_worker(db_url, "-e", hog_executor, "--import", "scenario_tasks", "--lease", "0.6")
+    with TaskQueue(settings=settings, workers=0) as queue:
+        task_id = queue.enqueue(hog, args=(3.0,), executor=hog_executor, retries=2)
+        result = queue.get_result(task_id, timeout=60)
+        events = [e.type.value for e in queue.list_events(task_id=task_id)]
+    assert result["attempt"] == 1  # five lease periods long, never taken away
+    assert "lease_expired" not in events
