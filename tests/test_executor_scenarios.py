@@ -204,3 +204,18 @@ def test_leases_stay_alive_while_a_task_hogs_the_cpu(
         events = [e.type.value for e in queue.list_events(task_id=task_id)]
     assert result["attempt"] == 1  # five lease periods long, never taken away
     assert "lease_expired" not in events
+
+
+def test_a_task_cancelled_while_no_worker_runs_never_runs(
+    settings: Settings, db_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker"
+    with TaskQueue(settings=settings, workers=0) as queue:
+        task_id = queue.enqueue(for_executor("thread", "sleep"), args=(0.0, str(marker)))
+        assert queue.cancel(task_id) is True
+        start_worker(spawn_worker, db_url, "thread")
+        later = queue.enqueue(for_executor("thread", "echo"), args=(2,))
+        assert queue.get_result(later, timeout=30) == {"value": 2, "attempt": 1}
+        task = queue.get_task(task_id)
+    assert (task.state, task.attempt) == (TaskState.CANCELLED, 0)
+    assert not marker.exists()
