@@ -198,7 +198,7 @@ def test_invalid_log_level_lists_accepted_values() -> None:
         ("OMNIQ_RETRY_DELAY", "soon", "a number of seconds ≥ 0"),
         ("OMNIQ_RETRY_ATTEMPTS", "-1", "an integer ≥ 0"),
         ("OMNIQ_STORAGE_TYPE", "mysql", "sqlite, memory, file, s3, gs, az, postgres, redis, nats"),
-        ("OMNIQ_DEFAULT_WORKER", "fiber", "async, thread, process, gevent"),
+        ("OMNIQ_DEFAULT_WORKER", "green threads", "an executor name, e.g. async, thread"),
         ("OMNIQ_STORAGE_URL", "localhost:6379", "a URI with a scheme"),
         ("OMNIQ_OBSTORE_URI", "bucket", "a URI"),
     ],

@@ -61,6 +61,8 @@ class FieldInfo:
         self.literal_case: Literal["upper", "lower"] | None = None
         if isinstance(core, mi.LiteralType):
             self.literal_case = _literal_case(core)
+        elif extra.get("case") in ("upper", "lower"):  # a free-form name folded to one case
+            self.literal_case = extra["case"]
         self.secret = bool(extra.get("secret", False))
         expected = str(extra.get("expected") or expected_text(core, order, unit=extra.get("unit")))
         if self.optional:

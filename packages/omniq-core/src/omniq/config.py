@@ -61,8 +61,9 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 StorageType = Literal["sqlite", "memory", "file", "s3", "gs", "az", "postgres", "redis", "nats"]
 """Storage kinds selectable by name through ``OMNIQ_STORAGE_TYPE``."""
 
-WorkerType = Literal["async", "thread", "process", "gevent"]
-"""Executor names selectable through ``OMNIQ_DEFAULT_WORKER``."""
+WorkerType = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_\-]*$")]
+"""An executor name (``async``, ``thread``, ``process``, ``gevent`` or a plugin's): lower-case
+letters, digits, ``_`` and ``-``. Whether it is installed is checked when a worker builds it."""
 
 ProcessStartMethod = Literal["forkserver", "spawn"]
 """How the ``process`` executor starts children (:mod:`multiprocessing` start methods)."""
@@ -141,7 +142,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         ),
     ] = None
     default_worker: Annotated[
-        WorkerType, Meta(description="Executor that runs tasks which do not name one.")
+        WorkerType,
+        Meta(
+            description=(
+                "Executor that runs tasks which do not name one (`async`, `thread`, `process`, "
+                "`gevent`, or a plugin's)."
+            ),
+            extra={
+                "expected": "an executor name, e.g. async, thread, process, gevent",
+                "case": "lower",
+            },
+        ),
     ] = "async"
     max_workers: Annotated[
         Annotated[int, Meta(ge=1)] | None,
@@ -364,7 +375,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 _LITERAL_ORDER = {
     frozenset(get_args(t)): get_args(t)
-    for t in (LogLevel, StorageType, WorkerType, ProcessStartMethod)
+    for t in (LogLevel, StorageType, ProcessStartMethod)
 }
 _FIELDS: dict[str, FieldInfo] = field_infos(Settings, ENV_PREFIX, _LITERAL_ORDER)
 _BY_ENV: dict[str, FieldInfo] = {info.env: info for info in _FIELDS.values()}
