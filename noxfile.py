@@ -25,6 +25,7 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", "--strict", "packages/omniq-core/src")
     session.run("mypy", "--strict", "packages/omniq-sqlite/src")
     session.run("mypy", "--strict", "packages/omniq-obstore/src")
+    session.run("mypy", "--strict", "packages/omniq-gevent/src")
 
 
 @nox.session(python=False)

@@ -114,8 +114,8 @@ def test_missing_backends_and_executors_name_the_package_to_install() -> None:
         backend_class("rediss")
     with pytest.raises(BackendNotFoundError, match="no known package serves it"):
         backend_class("gopher")
-    with pytest.raises(ExecutorNotFoundError, match="pip install omniq-process"):
-        executor_class("process")
+    with pytest.raises(ExecutorNotFoundError, match="no known package provides it"):
+        executor_class("fiber")
     with pytest.raises(ConfigError, match="has no scheme"):
         scheme_of("jobs.db")
 

@@ -1,23 +1,35 @@
 """OmniQ: a Python task queue from one laptop (embedded SQLite) to PostgreSQL, Redis and NATS.
 
 Start with :class:`TaskQueue` (sync) or :class:`AsyncTaskQueue` (async).
+
+Importing ``omniq`` itself imports nothing else: every public name is loaded on first access
+(PEP 562 ``__getattr__``). The ``omniq`` command relies on this: before anything else is
+imported it may have to prepare the interpreter (``omniq worker -e gevent`` monkey-patches the
+standard library first; see :mod:`omniq._launcher`). Type checkers see the names through the
+``TYPE_CHECKING`` imports below, so ``from omniq import TaskQueue`` stays fully typed.
 """
 
-from omniq._context import TaskContext, current_task
-from omniq._defaults import DEFAULT
-from omniq._sync_client import TaskQueue
-from omniq.client import AsyncTaskQueue
-from omniq.errors import (
-    OmniQError,
-    ResultExpiredError,
-    ResultNotStoredError,
-    ResultTimeoutError,
-    TaskCancelledError,
-    TaskFailedError,
-    TaskNotFoundError,
-    TaskTimeoutError,
-)
-from omniq.models import EventType, Task, TaskEvent, TaskResult, TaskState
+from __future__ import annotations
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing is not free
+if TYPE_CHECKING:
+    from typing import Any
+
+    from omniq._context import TaskContext, current_task
+    from omniq._defaults import DEFAULT
+    from omniq._sync_client import TaskQueue
+    from omniq.client import AsyncTaskQueue
+    from omniq.errors import (
+        OmniQError,
+        ResultExpiredError,
+        ResultNotStoredError,
+        ResultTimeoutError,
+        TaskCancelledError,
+        TaskFailedError,
+        TaskNotFoundError,
+        TaskTimeoutError,
+    )
+    from omniq.models import EventType, Task, TaskEvent, TaskResult, TaskState
 
 __all__ = [
     "DEFAULT",
@@ -41,3 +53,46 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+_HOME: dict[str, str] = {
+    "DEFAULT": "omniq._defaults",
+    "AsyncTaskQueue": "omniq.client",
+    "EventType": "omniq.models",
+    "OmniQError": "omniq.errors",
+    "ResultExpiredError": "omniq.errors",
+    "ResultNotStoredError": "omniq.errors",
+    "ResultTimeoutError": "omniq.errors",
+    "Task": "omniq.models",
+    "TaskCancelledError": "omniq.errors",
+    "TaskContext": "omniq._context",
+    "TaskEvent": "omniq.models",
+    "TaskFailedError": "omniq.errors",
+    "TaskNotFoundError": "omniq.errors",
+    "TaskQueue": "omniq._sync_client",
+    "TaskResult": "omniq.models",
+    "TaskState": "omniq.models",
+    "TaskTimeoutError": "omniq.errors",
+    "current_task": "omniq._context",
+}
+"""The module defining each public name (one entry per name of ``__all__``)."""
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first access and cache the name in this module.
+
+    Raises:
+        AttributeError: ``name`` is not a public name of ``omniq`` (nor a loaded submodule).
+    """
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'omniq' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The public names (loaded or not) plus whatever this module already holds."""
+    return sorted({*globals(), *__all__})

@@ -25,13 +25,16 @@ class Portal:
     """
 
     def __init__(self, name: str = "omniq-portal") -> None:
-        self._loop = asyncio.new_event_loop()
+        self._loop: asyncio.AbstractEventLoop
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
         self._ready.wait()
 
     def _run(self) -> None:
+        # The loop is created in the thread that runs it: a selector bound to its creating thread
+        # (gevent's, after monkey patching) then waits in the right hub.
+        self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self._loop)
         self._loop.call_soon(self._ready.set)
         try:

@@ -67,7 +67,7 @@ def create_executor(
     return executor
 
 
-EMBEDDED_EXECUTORS = ("async", "thread")
+EMBEDDED_EXECUTORS = ("async", "thread", "process")
 """What an embedded worker hosts besides its default: omniq-core's executors (the process pool
 starts its children on first use only, so hosting it costs nothing until a task needs it)."""
 

@@ -158,6 +158,19 @@ class Serializer:
         """The largest encoded payload the ``dumps*`` methods accept, in bytes."""
         return self._max
 
+    def init_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments that build an equivalent serializer: ``Serializer(**s.init_kwargs())``.
+
+        Used to rebuild this serializer in another process of the same deployment (the
+        ``process`` executor's children). The result holds the secret key itself: hand it only to
+        processes you trust with the key, and never log or store it (``repr`` of the serializer
+        never shows the key).
+
+        Returns:
+            ``{"secret_key": bytes | None, "max_payload_bytes": int}``.
+        """
+        return {"secret_key": self._key, "max_payload_bytes": self._max}
+
     # ------------------------------------------------------------------------------- values
 
     def dumps(self, value: object) -> bytes:

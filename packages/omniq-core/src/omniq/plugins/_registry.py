@@ -55,7 +55,7 @@ KNOWN_BACKENDS: dict[str, str] = {
 KNOWN_EXECUTORS: dict[str, str] = {
     "async": "omniq-core",
     "thread": "omniq-core",
-    "process": "omniq-process",
+    "process": "omniq-core",
     "gevent": "omniq-gevent",
 }
 
