@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from scenario_tasks import for_executor, hog
+from scenario_tasks import for_executor, hog, where
 
 from omniq import TaskCancelledError, TaskFailedError, TaskQueue, TaskState
 from omniq.config import Settings
@@ -219,3 +219,26 @@ def test_a_task_cancelled_while_no_worker_runs_never_runs(
         task = queue.get_task(task_id)
     assert (task.state, task.attempt) == (TaskState.CANCELLED, 0)
     assert not marker.exists()
+
+
+def test_tasks_go_to_the_executor_they_name_and_wait_for_a_worker_that_hosts_it(
+    settings: Settings, db_url: str, spawn_worker: Spawn
+) -> None:
+    threads_only = start_worker(spawn_worker, db_url, "thread")
+    with TaskQueue(settings=settings, workers=0) as queue:
+        on_process = queue.enqueue(where, executor="process")
+        unnamed = queue.enqueue(where)
+        assert queue.get_result(unnamed, timeout=30)["pid"] == threads_only.pid
+        # The thread-only worker saw the process task first, and left it alone.
+        assert queue.get_task(on_process).state is TaskState.PENDING
+        both = spawn_worker(
+            db_url, "-e", "async,process", "--import", "scenario_tasks", "--lease", "1"
+        )
+        ran = queue.get_result(on_process, timeout=30)
+        on_async = queue.get_result(queue.enqueue(where, executor="async"), timeout=30)
+        task = queue.get_task(on_process)
+    assert ran["pid"] not in (threads_only.pid, both.pid)  # a child of the second worker
+    assert ran["worker"].split(":")[1] == str(both.pid)
+    assert on_async["pid"] == both.pid
+    assert on_async["thread"].startswith("omniq-async-sync")  # a plain def on async: helper thread
+    assert (task.state, task.attempt) == (TaskState.SUCCESS, 1)

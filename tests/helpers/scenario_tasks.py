@@ -81,3 +81,15 @@ def hog(seconds: float) -> dict[str, int]:
         for i in range(10_000):
             acc = (acc * 31 + i) % 1_000_003
     return {"attempt": ctx.attempt if ctx else 0, "acc": acc}
+
+
+def where() -> dict[str, Any]:
+    """Which process and which kind of thread ran the task."""
+    import threading
+
+    ctx = current_task()
+    return {
+        "pid": os.getpid(),
+        "thread": threading.current_thread().name,
+        "worker": ctx.worker_id if ctx else "",
+    }
