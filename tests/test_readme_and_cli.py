@@ -174,8 +174,7 @@ def test_demo_analyzes_files_and_reports_failures(tmp_path: Path) -> None:
     lines = sum(2 * (i + 1) for i in range(60))
     assert f"{lines:,}" in text
     assert "beta (" in text and "blob.bin: not UTF-8 text" in text
-    ran = [
-        int(n)
-        for n in re.findall(r"(?:standalone process|embedded \(this process\))\s*│\s*(\d+)", text)
-    ]
-    assert sum(ran) == 61, text
+    rows = re.findall(r"(standalone|embedded)\s*│\s*(\w+)\s*│\s*(\d+)\s*│\s*(\d+)\s*│", text)
+    assert {kind for kind, *_ in rows} <= {"standalone", "embedded"}, text
+    assert {executor for _, executor, *_ in rows} == {"process"}, text
+    assert sum(int(tasks) for *_, tasks in rows) == 61, text

@@ -83,6 +83,7 @@ PARSED: list[tuple[str, str, Any]] = [
     ("OMNIQ_RETRY_DELAY", "0", 0.0),
     ("OMNIQ_RESULT_TTL", "60", 60.0),
     ("OMNIQ_LEASE_SECONDS", "12.5", 12.5),
+    ("OMNIQ_WORKER_HEARTBEAT", "0.2", 0.2),
     ("OMNIQ_POLL_INTERVAL", "0.05", 0.05),
     ("OMNIQ_MAX_PAYLOAD_BYTES", "1024", 1024),
     ("OMNIQ_SHUTDOWN_GRACE", "0", 0.0),
@@ -308,7 +309,10 @@ def test_override_values_are_normalized_like_env() -> None:
 def test_invalid_override_names_the_argument() -> None:
     with pytest.raises(ConfigError) as info:
         load_settings({"OMNIQ_MAX_WORKERS": "4"}, max_workers=0)
-    assert str(info.value) == "argument max_workers=0 is invalid: expected an integer ≥ 1, or none/empty (no overall cap)"
+    assert (
+        str(info.value)
+        == "argument max_workers=0 is invalid: expected an integer ≥ 1, or none/empty (no overall cap)"
+    )
 
 
 def test_unknown_override_suggests_field() -> None:

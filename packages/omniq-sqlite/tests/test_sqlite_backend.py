@@ -98,7 +98,10 @@ async def test_schema_is_migrated_once_and_newer_schema_is_refused(
     for _ in range(2):
         async with SQLiteBackend(db_path):
             pass
-    assert raw_db("SELECT version, name FROM omniq_schema_version") == [(1, "initial")]
+    assert raw_db("SELECT version, name FROM omniq_schema_version") == [
+        (1, "initial"),
+        (2, "workers"),
+    ]
     assert raw_db("PRAGMA journal_mode") == [("wal",)]
     raw_db("INSERT INTO omniq_schema_version VALUES (99, 'future', 0)")
     with pytest.raises(BackendError, match="schema version 99, newer"):

@@ -107,6 +107,7 @@ class TaskQueue:
     stats = _blocking(AsyncTaskQueue.stats)
     worker_counts = _blocking(AsyncTaskQueue.worker_counts)
     list_events = _blocking(AsyncTaskQueue.list_events)
+    list_workers = _blocking(AsyncTaskQueue.list_workers)
 
     def _enqueue_with(
         self,

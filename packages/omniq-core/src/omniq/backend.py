@@ -21,7 +21,7 @@ import msgspec
 
 from omniq.clock import Clock, SystemClock
 from omniq.errors import LeaseLostError
-from omniq.models import ErrorInfo, StoredResult, Task, TaskEvent, TaskState
+from omniq.models import ErrorInfo, StoredResult, Task, TaskEvent, TaskState, WorkerInfo
 
 __all__ = [
     "OUTCOME_STATES",
@@ -397,11 +397,32 @@ class Backend(abc.ABC):
     async def list_events(self, *, task_id: str | None = None, limit: int = 100) -> list[TaskEvent]:
         """Events, oldest first, optionally of one task only, at most ``limit``."""
 
+    # -- workers ---------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def put_worker(self, info: WorkerInfo) -> None:
+        """Register or refresh a worker's health record (upsert by ``info.id``).
+
+        The stored record replaces any earlier one of the same id as a whole, atomically: a
+        reader sees the old record or the new one, never a mix. :meth:`list_workers` returns it
+        exactly as given (every field equal) until ``info.expires_at``.
+        """
+
+    @abc.abstractmethod
+    async def list_workers(self) -> list[WorkerInfo]:
+        """The live workers: every record with ``expires_at > now`` (by the backend's clock),
+        sorted by id (code-point order). Expired records are never returned, whether or not
+        :meth:`purge` has deleted them yet; a record that cannot be decoded is skipped."""
+
+    @abc.abstractmethod
+    async def remove_worker(self, worker_id: str) -> None:
+        """Delete a worker's record (a worker stopping cleanly). An unknown id is not an error."""
+
     # -- housekeeping ----------------------------------------------------------------------------
     @abc.abstractmethod
     async def purge(self, *, finished_before: float, events_before: float) -> tuple[int, int]:
         """Delete terminal tasks finished before ``finished_before`` (with their results), every
-        expired result, and events older than ``events_before``.
+        expired result, events older than ``events_before``, and every worker record whose
+        ``expires_at <= now`` (a dead worker's).
 
         Returns ``(tasks_deleted, events_deleted)``.
         """

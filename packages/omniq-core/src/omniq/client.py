@@ -26,7 +26,7 @@ from omniq.errors import (
     ConfigError,
 )
 from omniq.logging import configure_logging
-from omniq.models import ErrorInfo, EventType, Task, TaskEvent, TaskState
+from omniq.models import ErrorInfo, EventType, Task, TaskEvent, TaskState, WorkerInfo
 from omniq.plugins import configure_plugins
 from omniq.serialization import Serializer
 from omniq.worker import Worker, WorkerOptions
@@ -416,6 +416,16 @@ class AsyncTaskQueue:
                 ),
             )
         )
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """The live workers of this storage (standalone and embedded), sorted by id.
+
+        Each is its latest health record: host, pid, queues, executors with their busy slots and
+        counters, running task ids, and when it was last heard from. A worker not heard from
+        for three heartbeats (``OMNIQ_WORKER_HEARTBEAT``) is considered dead and not listed.
+        """
+        await self.open()
+        return await self.backend.list_workers()
 
     async def list_events(self, *, task_id: str | None = None, limit: int = 100) -> list[TaskEvent]:
         """Recorded events, oldest first, optionally of one task (buffered events are flushed first)."""

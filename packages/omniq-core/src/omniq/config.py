@@ -255,6 +255,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             extra=_SECONDS,
         ),
     ] = 30.0
+    worker_heartbeat: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description=(
+                "How often a worker refreshes its health record (`omniq workers`); a worker not "
+                "heard from for 3 heartbeats is considered dead and disappears from the listing."
+            ),
+            extra=_SECONDS,
+        ),
+    ] = 5.0
     poll_interval: Annotated[
         float,
         Meta(
@@ -374,8 +385,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 # --------------------------------------------------------------------------- loading
 
 _LITERAL_ORDER = {
-    frozenset(get_args(t)): get_args(t)
-    for t in (LogLevel, StorageType, ProcessStartMethod)
+    frozenset(get_args(t)): get_args(t) for t in (LogLevel, StorageType, ProcessStartMethod)
 }
 _FIELDS: dict[str, FieldInfo] = field_infos(Settings, ENV_PREFIX, _LITERAL_ORDER)
 _BY_ENV: dict[str, FieldInfo] = {info.env: info for info in _FIELDS.values()}

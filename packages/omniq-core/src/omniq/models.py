@@ -1,4 +1,4 @@
-"""The records OmniQ stores: tasks, results, schedules and events (``msgspec.Struct``).
+"""The records OmniQ stores: tasks, results, schedules, events and worker health (``msgspec.Struct``).
 
 All times are POSIX timestamps in seconds (``float``, UTC). Durations are seconds. A backend stores
 these records and indexes a few fields; payloads (``Task.payload``, ``StoredResult.data``) are opaque
@@ -14,14 +14,18 @@ import msgspec
 
 __all__ = [
     "TERMINAL_STATES",
+    "WORKER_COUNTERS",
     "ErrorInfo",
     "EventType",
+    "ExecutorStats",
     "Schedule",
     "StoredResult",
     "Task",
     "TaskEvent",
     "TaskResult",
     "TaskState",
+    "WorkerInfo",
+    "WorkerState",
 ]
 
 
@@ -253,3 +257,101 @@ class TaskEvent(msgspec.Struct, frozen=True, kw_only=True):
     worker_id: str | None = None
     attempt: int = 0
     detail: str = ""
+
+
+class ExecutorStats(msgspec.Struct, kw_only=True):
+    """What one executor of a worker has done since the worker started.
+
+    Attributes:
+        name: the executor's name (``async``, ``thread``, ``process``, ``gevent``, …).
+        concurrency: its slots (tasks it can run at once).
+        busy: slots in use now (a timed-out thread still holds its slot until it returns).
+        started: calls handed to it.
+        succeeded: calls that returned.
+        failed: calls that raised, timed out or lost their process.
+        cancelled: calls stopped by a cancel request.
+        run_seconds: total wall time of finished calls, in seconds.
+    """
+
+    name: str
+    concurrency: int
+    busy: int = 0
+    started: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    run_seconds: float = 0.0
+
+    @property
+    def mean_run_seconds(self) -> float | None:
+        """Mean wall time of a finished call in seconds, ``None`` before the first one."""
+        done = self.succeeded + self.failed + self.cancelled
+        return self.run_seconds / done if done else None
+
+
+class WorkerState(enum.StrEnum):
+    """What a registered worker is doing."""
+
+    RUNNING = "running"
+    """Claiming and running tasks."""
+    STOPPING = "stopping"
+    """Shutting down: claims nothing more, lets its running tasks finish (or releases them)."""
+
+
+WORKER_COUNTERS: tuple[str, ...] = (
+    "claimed",
+    "succeeded",
+    "failed",
+    "retried",
+    "cancelled",
+    "lost",
+)
+"""The keys of :attr:`WorkerInfo.counters`."""
+
+
+class WorkerInfo(msgspec.Struct, kw_only=True):
+    """A worker's health record: who it is, what it hosts and what it is doing.
+
+    Each worker writes its record when it starts and again at every heartbeat
+    (``OMNIQ_WORKER_HEARTBEAT`` seconds), and removes it on a clean stop. A worker not heard from
+    until ``expires_at`` (three heartbeats) is considered dead: backends no longer list it and
+    ``purge`` deletes its record. All times are seconds since the epoch (UTC), read from the
+    backend's clock.
+
+    Attributes:
+        id: the worker id (``host:pid:random`` by default); the record's key.
+        host: the host name the worker runs on.
+        pid: its operating-system process id.
+        queues: the queues it serves.
+        executors: one entry per executor it hosts: slots, busy slots and counters.
+        capacity: the most tasks it runs at once (its executors' slots, within
+            ``OMNIQ_MAX_WORKERS``).
+        running: ids of the tasks it is running now, sorted.
+        counters: tasks ``claimed``, ``succeeded``, ``failed``, ``retried``, ``cancelled`` and
+            ``lost`` (outcomes discarded because a newer attempt owned the task) since it started.
+        started_at: when the worker started.
+        heartbeat_at: when this record was written.
+        expires_at: when the worker counts as dead unless a newer heartbeat arrives
+            (``heartbeat_at`` + 3 * the heartbeat interval).
+        state: ``running`` or ``stopping``.
+        version: the omniq-core version the worker runs.
+    """
+
+    id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    executors: tuple[ExecutorStats, ...]
+    capacity: int
+    running: tuple[str, ...]
+    counters: dict[str, int]
+    started_at: float
+    heartbeat_at: float
+    expires_at: float
+    state: WorkerState = WorkerState.RUNNING
+    version: str = ""
+
+    @property
+    def busy(self) -> int:
+        """Slots in use now, over all executors."""
+        return sum(e.busy for e in self.executors)

@@ -13,9 +13,10 @@ All keys are relative to the store's root (the URI's directory, bucket prefix or
     due/{Q}/{P}.{R}.{T}.{n}.{E}                   claimable: attempt n of task T may be taken
     running/{T}.{n}.{X}                           attempt n is running; X = its first lease end
     events/{hour}/{first}.{last}.{count}.{uuid}   one batch of events
+    workers/{W}                                   a worker's health record (rewritten each beat)
 
-``{n}`` is the attempt as 8 decimal digits. ``T``, ``Q`` and ``E`` are the task id, queue and
-executor escaped by :func:`component`. ``P`` is the priority inverted and ``R``/``X`` are times as
+``{n}`` is the attempt as 8 decimal digits. ``T``, ``Q``, ``E`` and ``W`` are the task id, queue,
+executor and worker id escaped by :func:`component`. ``P`` is the priority inverted and ``R``/``X`` are times as
 order-preserving hex (:func:`time_key`), so the lexicographic order of due keys is claim order:
 priority (higher first), then ``run_at``, then id.
 """
@@ -29,6 +30,7 @@ from typing import NamedTuple
 
 __all__ = [
     "FORMAT_KEY",
+    "WORKERS_PREFIX",
     "DueKey",
     "RunningKey",
     "component",
@@ -45,6 +47,7 @@ __all__ = [
     "task_prefix",
     "time_key",
     "untime_key",
+    "worker_key",
 ]
 
 FORMAT_KEY = "omniq-format"
@@ -253,6 +256,17 @@ def parse_event(path: str) -> EventBatchKey | None:
         )
     except ValueError:
         return None
+
+
+# -- workers -----------------------------------------------------------------------------------
+WORKERS_PREFIX = "workers/"
+"""The directory of worker health records."""
+
+
+def worker_key(worker_id: str) -> str:
+    """The object holding the health record of ``worker_id`` (the id escaped; a long id is
+    hashed, which is fine: the record itself holds the id)."""
+    return WORKERS_PREFIX + component(worker_id)
 
 
 def marker_name(name: str) -> tuple[str, int | None]:

@@ -1,5 +1,7 @@
 """What the objects hold (msgpack), and how a task's state is folded from them.
 
+Worker health records (``workers/{W}``) hold a :class:`~omniq.models.WorkerInfo` as msgpack.
+
 A task is never rewritten. Its current state is derived from its immutable ``spec`` plus the
 markers of its latest attempt ``n``:
 
@@ -17,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from omniq.models import ErrorInfo, Task, TaskEvent, TaskState
+from omniq.models import ErrorInfo, Task, TaskEvent, TaskState, WorkerInfo
 
 __all__ = [
     "DESERIALIZATION_ERROR",
@@ -31,8 +33,10 @@ __all__ = [
     "decode_lease",
     "decode_marker",
     "decode_task",
+    "decode_worker",
     "encode",
     "encode_task",
+    "encode_worker",
     "running",
     "salvage",
     "snapshot",
@@ -106,6 +110,7 @@ _lease_decoder = msgspec.msgpack.Decoder(LeaseMark)
 _cancel_decoder = msgspec.msgpack.Decoder(CancelMark)
 _raw_list_decoder = msgspec.msgpack.Decoder(list[msgspec.Raw])
 _event_decoder = msgspec.msgpack.Decoder(TaskEvent)
+_worker_decoder = msgspec.msgpack.Decoder(WorkerInfo)
 
 
 def encode(record: Any) -> bytes:
@@ -127,6 +132,26 @@ def encode_task(task: Task) -> bytes:
     except (msgspec.ValidationError, msgspec.EncodeError, OverflowError, TypeError) as exc:
         raise ValueError(f"task {task.id!r} cannot be stored: {exc}") from None
     return data
+
+
+def encode_worker(info: WorkerInfo) -> bytes:
+    """The bytes of a worker health record, checked to decode back to an equal record.
+
+    Raises:
+        ValueError: when ``info`` holds a value of the wrong type.
+    """
+    try:
+        data = _encoder.encode(info)
+        _worker_decoder.decode(data)
+    except (msgspec.ValidationError, msgspec.EncodeError, OverflowError, TypeError) as exc:
+        raise ValueError(f"worker {info.id!r}: record cannot be stored: {exc}") from None
+    return data
+
+
+def decode_worker(key: str, data: bytes | memoryview) -> WorkerInfo:
+    """Decode a worker health record. Raises :class:`RecordError`."""
+    info: WorkerInfo = _decode(_worker_decoder, key, data)
+    return info
 
 
 def _decode(decoder: msgspec.msgpack.Decoder[Any], key: str, data: bytes | memoryview) -> Any:

@@ -29,8 +29,8 @@ from omniq.backend import (
     check_outcomes,
 )
 from omniq.clock import Clock
-from omniq.models import ErrorInfo, StoredResult, Task, TaskEvent, TaskState
-from omniq_obstore import _claiming, _ending, _housekeeping, _view
+from omniq.models import ErrorInfo, StoredResult, Task, TaskEvent, TaskState, WorkerInfo
+from omniq_obstore import _claiming, _ending, _housekeeping, _view, _workers
 from omniq_obstore import _keys as K
 from omniq_obstore._store import ImmutableCache, Store
 from omniq_obstore._url import StoreURL, cloud_store, parse_url
@@ -343,14 +343,34 @@ class ObjectStoreBackend(Backend):
             return []
         return await _housekeeping.list_events(self._s(), task_id=task_id, limit=limit)
 
+    # -- workers -------------------------------------------------------------------------------
+    async def put_worker(self, info: WorkerInfo) -> None:
+        """Create or replace the worker's record, the object ``workers/{escaped id}``.
+
+        Raises:
+            ValueError: when ``info`` holds a value of the wrong type (nothing is written).
+        """
+        await _workers.put_worker(self._s(), info)
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """Workers whose record has not expired (``expires_at > now``), sorted by id; reads
+        every object under ``workers/``."""
+        return await _workers.list_workers(self._s(), self.clock.now())
+
+    async def remove_worker(self, worker_id: str) -> None:
+        """Delete the worker's record; an unknown id is ignored."""
+        await _workers.remove_worker(self._s(), worker_id)
+
     # -- housekeeping --------------------------------------------------------------------------
     async def purge(self, *, finished_before: float, events_before: float) -> tuple[int, int]:
         """Delete terminal tasks finished before ``finished_before`` (all their objects and
-        idempotency key), every expired result, and event batches whose newest event is older
-        than ``events_before``. Also restores index entries a crashed writer left out.
+        idempotency key), every expired result, event batches whose newest event is older
+        than ``events_before``, and the records of dead workers (``expires_at <= now``). Also
+        restores index entries a crashed writer left out.
 
         Returns ``(tasks_deleted, events_deleted)``.
         """
+        await _workers.purge_workers(self._s(), self.clock.now())
         return await _housekeeping.purge(
             self._s(),
             finished_before=finished_before,

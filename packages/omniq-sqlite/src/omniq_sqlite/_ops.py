@@ -14,8 +14,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+
 from omniq.backend import ClaimGroup, Outcome, TaskQuery
-from omniq.models import ErrorInfo, StoredResult, Task, TaskEvent, TaskState
+from omniq.models import ErrorInfo, StoredResult, Task, TaskEvent, TaskState, WorkerInfo
 from omniq_sqlite._queries import MAX_UNION_QUEUES
 from omniq_sqlite._queries import QUERIES as Q
 from omniq_sqlite._rows import (
@@ -392,6 +394,51 @@ def list_events(conn: sqlite3.Connection, *, task_id: str | None, limit: int) ->
         else:
             events.append(event)
     return events
+
+
+# -- workers ----------------------------------------------------------------------------------
+_worker_encoder = msgspec.msgpack.Encoder()
+_worker_decoder = msgspec.msgpack.Decoder(WorkerInfo)
+
+
+def encode_worker(info: WorkerInfo) -> dict[str, object]:
+    """The row of a worker record (encoded here, off the writer's thread).
+
+    Raises:
+        ValueError: when ``info`` holds a value of the wrong type.
+    """
+    try:
+        record = _worker_encoder.encode(info)
+        _worker_decoder.decode(record)
+    except (msgspec.ValidationError, msgspec.EncodeError, OverflowError, TypeError) as exc:
+        raise ValueError(f"worker {info.id!r}: record cannot be stored: {exc}") from None
+    return {"id": info.id, "expires_at": float(info.expires_at), "record": record}
+
+
+def put_worker(conn: sqlite3.Connection, row: dict[str, object]) -> None:
+    with write_transaction(conn):
+        conn.execute(Q.put_worker, row)
+
+
+def list_workers(conn: sqlite3.Connection, *, now: float) -> list[WorkerInfo]:
+    workers = []
+    for worker_id, record in conn.execute(Q.list_workers, {"now": now}).fetchall():
+        try:
+            workers.append(_worker_decoder.decode(record))
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("worker record %r cannot be decoded (skipped): %s", worker_id, exc)
+    return workers
+
+
+def remove_worker(conn: sqlite3.Connection, worker_id: str) -> None:
+    with write_transaction(conn):
+        conn.execute(Q.delete_worker, {"id": worker_id})
+
+
+def purge_workers(conn: sqlite3.Connection, *, now: float) -> int:
+    """Delete the records of workers whose ``expires_at <= now``; return how many."""
+    with write_transaction(conn):
+        return int(conn.execute(Q.purge_workers, {"now": now}).rowcount)
 
 
 # -- housekeeping -----------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from omniq.backend import (
     claim_groups,
 )
 from omniq.clock import Clock
-from omniq.models import ErrorInfo, StoredResult, Task, TaskEvent, TaskState
+from omniq.models import ErrorInfo, StoredResult, Task, TaskEvent, TaskState, WorkerInfo
 from omniq_sqlite import _ops, _schema
 from omniq_sqlite._url import (
     DEFAULT_BUSY_TIMEOUT_MS,
@@ -385,13 +385,32 @@ class SQLiteBackend(Backend):
             return []
         return await self._read(_ops.list_events, task_id=task_id, limit=limit)
 
+    # -- workers -------------------------------------------------------------------------------
+    async def put_worker(self, info: WorkerInfo) -> None:
+        """Upsert a worker's health record (one row of ``omniq_workers``, the record as msgpack).
+
+        Raises:
+            ValueError: when ``info`` holds a value of the wrong type (nothing is written).
+        """
+        await self._write(_ops.put_worker, _ops.encode_worker(info))
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """Workers whose record has not expired (``expires_at > now``), sorted by id."""
+        return await self._read(_ops.list_workers, now=self.clock.now())
+
+    async def remove_worker(self, worker_id: str) -> None:
+        """Delete a worker's record; an unknown id is ignored."""
+        await self._write(_ops.remove_worker, worker_id)
+
     # -- housekeeping --------------------------------------------------------------------------
     async def purge(self, *, finished_before: float, events_before: float) -> tuple[int, int]:
-        """Delete old terminal tasks (with results), expired results and old events.
+        """Delete old terminal tasks (with results), expired results, old events and the
+        records of dead workers (``expires_at <= now``).
 
         Works in batches of a few thousand rows, one short transaction each, so other processes
         are not locked out. Returns ``(tasks_deleted, events_deleted)``.
         """
+        await self._write(_ops.purge_workers, now=self.clock.now())
         tasks_deleted = events_deleted = 0
         more = True
         while more:

@@ -1,21 +1,26 @@
-"""Built-in sub-commands: worker, tasks, stats, plugins, demo."""
+"""Built-in sub-commands: worker, workers, tasks, stats, plugins, demo."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import sys
+from pathlib import Path
+from typing import Any
 
 import click
+import msgspec
 from rich.console import Console
 from rich.table import Table
 
+from omniq._setup import create_backend
 from omniq.cli._common import run, storage_option
 from omniq.client import AsyncTaskQueue
 from omniq.config import load_settings
 from omniq.logging import configure_logging
-from omniq.models import Task, TaskState
-from omniq.plugins import installed_plugins
+from omniq.models import Task, TaskState, WorkerInfo
+from omniq.plugins import installed_plugins, scheme_of
 from omniq.worker import import_task_modules, run_worker
 
 __all__ = ["BUILTIN_COMMANDS"]
@@ -104,6 +109,87 @@ def worker(
         )
     )
     sys.exit(code)
+
+
+def _duration(seconds: float | None) -> str:
+    """``850 ms``, ``12.3 s``, ``4m05s``, ``2h03m``, ``3d04h``; ``-`` for ``None``."""
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = int(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+
+
+def _mean_run(info: WorkerInfo) -> float | None:
+    done = sum(e.succeeded + e.failed + e.cancelled for e in info.executors)
+    return sum(e.run_seconds for e in info.executors) / done if done else None
+
+
+def _no_sqlite_file(storage_url: str | None) -> bool:
+    """True when the storage is a SQLite file that does not exist (nothing can be listed, and
+    opening it would create it)."""
+    url = load_settings(storage_url=storage_url).resolved_storage_url()
+    if scheme_of(url) != "sqlite":
+        return False
+    path = getattr(create_backend(url), "path", None)  # building it opens nothing
+    return isinstance(path, Path) and not path.exists()
+
+
+def _worker_json(info: WorkerInfo) -> dict[str, Any]:
+    data: dict[str, Any] = msgspec.to_builtins(info)
+    for entry, stats in zip(data["executors"], info.executors, strict=True):
+        entry["mean_run_seconds"] = stats.mean_run_seconds
+    data["busy"] = info.busy
+    return data
+
+
+@click.command()
+@storage_option
+@click.option("--json", "as_json", is_flag=True, help="Print the records as a JSON list.")
+def workers(storage_url: str | None, as_json: bool) -> None:
+    """List live workers: executors and busy slots, running tasks, counters, last heartbeat."""
+    if _no_sqlite_file(storage_url):
+        found: list[WorkerInfo] = []
+        now = 0.0
+    else:
+
+        async def fetch(q: AsyncTaskQueue) -> tuple[list[WorkerInfo], float]:
+            return await q.list_workers(), q.backend.clock.now()
+
+        found, now = run(fetch, storage_url)
+    if as_json:
+        click.echo(json.dumps([_worker_json(w) for w in found], indent=2, ensure_ascii=False))
+        return
+    if not found:
+        click.echo("no live workers")
+        return
+    table = Table()
+    for header in ("id", "host:pid", "state", "queues", "executors busy/slots"):
+        table.add_column(header, overflow="fold")
+    for header in ("running", "ok/failed", "mean run", "heartbeat", "uptime"):
+        table.add_column(header, justify="right", no_wrap=True)
+    for w in found:
+        table.add_row(
+            w.id,
+            f"{w.host}:{w.pid}",
+            w.state.value,
+            ",".join(w.queues),
+            "\n".join(f"{e.name} {e.busy}/{e.concurrency}" for e in w.executors),
+            str(len(w.running)),
+            f"{w.counters.get('succeeded', 0)}/{w.counters.get('failed', 0)}",
+            _duration(_mean_run(w)),
+            f"{_duration(now - w.heartbeat_at)} ago",
+            _duration(now - w.started_at),
+        )
+    console.print(table)
 
 
 @click.group()
@@ -251,4 +337,4 @@ def demo(directory: str | None, worker_processes: int, keep: bool) -> None:
     sys.exit(run_demo(directory, worker_processes=worker_processes, keep=keep))
 
 
-BUILTIN_COMMANDS = [worker, tasks, stats, plugins, demo]
+BUILTIN_COMMANDS = [worker, workers, tasks, stats, plugins, demo]

@@ -21,12 +21,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from omniq._sync_client import TaskQueue
+from omniq.config import Settings, load_settings
 from omniq.demo.tasks import analyze_file
 from omniq.errors import OmniQError
+from omniq.models import WorkerInfo
 
 __all__ = ["demo_files", "run_demo"]
 
 _SKIP_DIRS = {"__pycache__", "site-packages", "dist-packages", ".git"}
+_HEARTBEAT = 0.25
+"""Seconds between the demo workers' health records, so the summary's counts are fresh."""
 
 
 def demo_files(directory: Path) -> Iterator[Path]:
@@ -57,10 +61,9 @@ def _start_workers(
                         "--import",
                         "omniq.demo.tasks",
                         "--executor",
-                        "thread",
-                        "--concurrency",
-                        "4",
+                        "process",
                     ],
+                    env={**os.environ, "OMNIQ_WORKER_HEARTBEAT": str(_HEARTBEAT)},
                     stderr=stderr,
                     stdout=subprocess.DEVNULL,
                     text=True,
@@ -112,20 +115,25 @@ def run_demo(directory: str | None, *, worker_processes: int = 2, keep: bool = F
     console.print(f"[dim]storage: {url}[/]")
     procs = _start_workers(url, worker_processes, tmp, console) if worker_processes else []
     try:
-        with TaskQueue(storage_url=url, worker_type="thread", max_workers=4) as queue:
+        with TaskQueue(settings=_demo_settings(url)) as queue:
             started = time.perf_counter()
-            # retries=0: a file that is not UTF-8 text will not become one on a second try
+            # CPU-bound (hashing, word counting): the process executor runs them on every core.
+            # retries=0: a file that is not UTF-8 text will not become one on a second try.
             ids = queue.enqueue_many(
-                analyze_file, [(f,) for f in files], result_ttl=None, retries=0
+                analyze_file,
+                [(f,) for f in files],
+                result_ttl=None,
+                retries=0,
+                executor="process",
             )
             _follow(queue, len(ids), console)
             elapsed = time.perf_counter() - started
             results, failures = _collect(queue, ids)
-            per_worker = queue.worker_counts()
+            workers = _fresh_worker_records(queue, len(ids))
             embedded = queue.async_queue.worker.worker_id if queue.async_queue.worker else ""
     finally:
         codes = _stop_workers(procs)
-    _summary(console, root, results, failures, elapsed, per_worker, embedded, codes)
+    _summary(console, root, results, failures, elapsed, workers, embedded, codes)
     if keep:
         console.print(
             f"kept {tmp / 'demo.db'}; look inside with: "
@@ -134,6 +142,23 @@ def run_demo(directory: str | None, *, worker_processes: int = 2, keep: bool = F
     else:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0 if all(c == 0 for c in codes) else 1
+
+
+def _demo_settings(url: str) -> Settings:
+    """The embedded worker: process executor by default, fresh health records."""
+    return load_settings(storage_url=url, default_worker="process", worker_heartbeat=_HEARTBEAT)
+
+
+def _fresh_worker_records(queue: TaskQueue, total: int) -> list[WorkerInfo]:
+    """Every worker's health record once their counters account for all ``total`` tasks (each
+    worker writes its record every ``_HEARTBEAT`` seconds), or the latest after 5 s."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        workers = queue.list_workers()
+        counted = sum(e.succeeded + e.failed + e.cancelled for w in workers for e in w.executors)
+        if counted >= total or time.monotonic() > deadline:
+            return workers
+        time.sleep(_HEARTBEAT / 2)
 
 
 def _follow(queue: TaskQueue, total: int, console: Console) -> None:
@@ -174,7 +199,7 @@ def _summary(
     results: list[dict[str, Any]],
     failures: list[str],
     elapsed: float,
-    per_worker: dict[str, int],
+    workers: list[WorkerInfo],
     embedded: str,
     codes: list[int | None],
 ) -> None:
@@ -191,11 +216,22 @@ def _summary(
     table.add_row("tasks per second", f"{total / elapsed:,.0f}")
     table.add_row("top ten words", ", ".join(f"{w} ({n:,})" for w, n in words.most_common(10)))
     console.print(table)
-    workers = Table("worker", "kind", "tasks")
-    for worker_id, n in sorted(per_worker.items()):
-        kind = "embedded (this process)" if worker_id == embedded else "standalone process"
-        workers.add_row(worker_id, kind, f"{n:,}")
-    console.print(workers)
+    per_executor = Table("worker", "kind", "executor", "slots", "tasks", "failed", "mean run")
+    for w in workers:
+        kind = "embedded" if w.id == embedded else "standalone"
+        for e in w.executors:
+            if e.started:
+                mean = e.mean_run_seconds
+                per_executor.add_row(
+                    w.id,
+                    kind,
+                    e.name,
+                    str(e.concurrency),
+                    f"{e.succeeded + e.failed + e.cancelled:,}",
+                    f"{e.failed:,}",
+                    "-" if mean is None else f"{mean * 1000:.1f} ms",
+                )
+    console.print(per_executor)
     if failures:
         console.print(f"[yellow]{len(failures)} file(s) could not be analyzed[/] (failed tasks):")
         for message in failures[:8]:

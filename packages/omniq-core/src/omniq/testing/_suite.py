@@ -12,11 +12,14 @@ from omniq.testing._fixtures import MakeTask
 from omniq.testing._leases import LeaseConformance
 from omniq.testing._records import RecordConformance
 from omniq.testing._support import claim
+from omniq.testing._workers import WorkerConformance
 
 __all__ = ["BackendConformance"]
 
 
-class BackendConformance(ClaimConformance, LeaseConformance, RecordConformance, ClientConformance):
+class BackendConformance(
+    ClaimConformance, LeaseConformance, RecordConformance, WorkerConformance, ClientConformance
+):
     """Subclass this in your backend's tests and give it the URL of a fresh store::
 
         # conftest.py

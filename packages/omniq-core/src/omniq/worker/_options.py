@@ -23,6 +23,8 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
         retry_delay: seconds before a retry, for tasks that set no ``retry_delay``.
         retention: seconds finished tasks (and their results) are kept before purging.
         event_retention: seconds events are kept.
+        heartbeat: seconds between two writes of the worker's health record; the record
+            expires after three of them.
     """
 
     queues: tuple[str, ...] = ("default",)
@@ -34,6 +36,7 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
     retry_delay: float = 1.0
     retention: float = 7 * 86400.0
     event_retention: float = 7 * 86400.0
+    heartbeat: float = 5.0
 
     @classmethod
     def from_settings(
@@ -50,4 +53,5 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
             retry_delay=settings.retry_delay,
             retention=settings.retention,
             event_retention=settings.event_retention,
+            heartbeat=settings.worker_heartbeat,
         )

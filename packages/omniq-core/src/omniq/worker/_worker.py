@@ -10,6 +10,9 @@ Three coroutines cooperate on one event loop:
 - the **heartbeat** extends every held lease each ``lease / 3`` seconds, learns about requested
   cancellations, and stops tasks whose lease was lost;
 - the **janitor** recovers expired leases of dead workers and purges old records.
+
+A fourth, the **health** loop (:mod:`omniq.worker._health`), keeps the worker's record in the
+backend (``omniq workers``) fresh every ``options.heartbeat`` seconds.
 """
 
 from __future__ import annotations
@@ -38,9 +41,10 @@ from omniq.errors import (
     TaskTimeoutError,
 )
 from omniq.executors import Call, Executor
-from omniq.models import ErrorInfo, EventType, Task
+from omniq.models import WORKER_COUNTERS, ErrorInfo, EventType, Task
 from omniq.serialization import Serializer, error_info
 from omniq.worker import _outcomes
+from omniq.worker._health import HealthReporting
 from omniq.worker._leases import LEASE_LOST, SHUTDOWN, STOP_CANCELLED, LeaseKeeping, Run
 from omniq.worker._options import WorkerOptions
 from omniq.worker._outcomes import COUNTER_OF, PendingOutcome
@@ -59,7 +63,7 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
 
 
-class Worker(LeaseKeeping):
+class Worker(LeaseKeeping, HealthReporting):
     """Claims and runs tasks from one backend.
 
     Args:
@@ -91,9 +95,7 @@ class Worker(LeaseKeeping):
         self.executors = executors
         self.options = options
         self.worker_id = worker_id or default_worker_id()
-        self.counters: dict[str, int] = dict.fromkeys(
-            ("claimed", "succeeded", "failed", "retried", "cancelled", "lost"), 0
-        )
+        self.counters: dict[str, int] = dict.fromkeys(WORKER_COUNTERS, 0)
         self._serializer = serializer
         self._resolver = FunctionResolver(serializer)
         self._events = events
@@ -116,6 +118,7 @@ class Worker(LeaseKeeping):
         self._stopping = False  # no more claims
         self._drained = False  # no more outcomes will come: the exchange loop may end
         self._started = False
+        self._init_health()
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -132,6 +135,7 @@ class Worker(LeaseKeeping):
             (self._janitor_loop(), "janitor"),
         ):
             self._loops.append(asyncio.create_task(coro, name=f"omniq-worker-{name}"))
+        await self._start_health()
         log.info(
             "worker %s started: queues=%s executors=%s",
             self.worker_id,
@@ -154,6 +158,7 @@ class Worker(LeaseKeeping):
             return
         self._stopping = True
         self._wake.set()
+        self._health_now()  # the record says "stopping" at once
         # A round in flight may still claim: its tasks start and are drained like the others.
         await self._round_done()
         grace = self.options.shutdown_grace if grace is None else grace
@@ -176,6 +181,7 @@ class Worker(LeaseKeeping):
             with contextlib.suppress(asyncio.CancelledError):
                 await loop_task
         self._loops.clear()
+        await self._stop_health()
         await self._events.stop()
         for executor in self.executors.values():
             await executor.shutdown()

@@ -259,3 +259,19 @@ WHERE rowid IN (SELECT rowid FROM omniq_results WHERE expires_at <= :now LIMIT :
 -- name: purge_events
 DELETE FROM omniq_events
 WHERE id IN (SELECT id FROM omniq_events WHERE at < :before LIMIT :batch)
+
+-- name: purge_workers
+DELETE FROM omniq_workers WHERE expires_at <= :now
+
+-- ---------------------------------------------------------------------------------------------
+-- workers (health records; the record is msgpack bytes of omniq.models.WorkerInfo)
+
+-- name: put_worker
+INSERT INTO omniq_workers (id, expires_at, record) VALUES (:id, :expires_at, :record)
+ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at, record = excluded.record
+
+-- name: list_workers
+SELECT id, record FROM omniq_workers WHERE expires_at > :now ORDER BY id
+
+-- name: delete_worker
+DELETE FROM omniq_workers WHERE id = :id
