@@ -21,7 +21,7 @@ from pathlib import Path
 
 from _common import PYTHON, SIGTERM, wait_done, wait_for_log, worker_env, worker_process
 
-__all__ = ["burn", "calibrate", "measure_cpu_bound"]
+__all__ = ["burn", "calibrate", "measure_cpu_bound", "measure_huey_cpu_bound"]
 
 BURN = "_cpu_bench:burn"
 """The task's import path, as the worker (with the bench directory on its path) finds it."""
@@ -102,9 +102,68 @@ def measure_cpu_bound(
     return n / (done_at - begin)
 
 
+def measure_huey_cpu_bound(
+    n: int = 200, work_ms: float = 50.0, *, slots: int | None = None
+) -> float:
+    """The same measurement for Huey: ``huey_consumer -k process -w slots`` on a ``SqliteHuey``.
+
+    The consumer gets 3 s to start (it prints nothing when ready) and a first round of ``slots``
+    tasks warms its processes; then the clock starts, ``n`` tasks are enqueued one by one (Huey
+    has no bulk enqueue) and it stops when all results are stored.
+
+    Returns:
+        Tasks per second.
+
+    Raises:
+        RuntimeError: the consumer exited early.
+    """
+    from _huey_bench import POLL_FLAGS
+
+    slots = slots or os.cpu_count() or 1
+    iterations = calibrate(work_ms)
+    with tempfile.TemporaryDirectory(prefix="huey-cpu-bench-") as tmp:
+        db = str(Path(tmp) / "huey-cpu.db")
+        os.environ["BENCH_HUEY_DB"] = db
+        import _huey_executor_tasks as tasks
+
+        tasks.huey.storage.filename = db
+        argv = [
+            PYTHON,
+            "-m",
+            "huey.bin.huey_consumer",
+            "_huey_executor_tasks.huey",
+            "--workers",
+            str(slots),
+            "--worker-type",
+            "process",
+            *POLL_FLAGS,
+            "--no-periodic",
+            "--quiet",
+        ]
+        log_path = Path(tmp) / "consumer.log"
+        env = worker_env({"BENCH_HUEY_DB": db})
+        with worker_process(argv, env=env, log_path=log_path, stop_signal=SIGTERM) as proc:
+            time.sleep(3.0)
+            if proc.poll() is not None:
+                raise RuntimeError(f"huey consumer exited: {log_path.read_text()}")
+            for _ in range(slots):
+                tasks.h_burn(1)
+            wait_done(lambda: len(tasks.huey.all_results()), slots, proc, log_path, timeout=60)
+            begin = time.time()
+            for _ in range(n):
+                tasks.h_burn(iterations)
+            done_at = wait_done(
+                lambda: len(tasks.huey.all_results()), n + slots, proc, log_path, timeout=600
+            )
+        tasks.huey.storage.close()
+    return n / (done_at - begin)
+
+
 if __name__ == "__main__":
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     ms = float(sys.argv[2]) if len(sys.argv) > 2 else 50.0
     thread = measure_cpu_bound("thread", count, ms)
     process = measure_cpu_bound("process", count, ms)
     print(f"thread {thread:.1f} tasks/s, process {process:.1f} tasks/s: {process / thread:.2f}x")
+    huey = measure_huey_cpu_bound(count, ms)
+    print(f"huey_consumer -k process: {huey:.1f} tasks/s")

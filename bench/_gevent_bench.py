@@ -19,7 +19,7 @@ from pathlib import Path
 
 from _common import PYTHON, SIGTERM, wait_done, wait_for_log, worker_env, worker_process
 
-__all__ = ["measure_gevent_sleeps", "nap"]
+__all__ = ["measure_gevent_sleeps", "measure_huey_gevent_sleeps", "nap"]
 
 NAP = "_gevent_bench:nap"
 """The task's import path, as the worker (which has the bench directory on its path) finds it."""
@@ -79,8 +79,66 @@ def measure_gevent_sleeps(n: int = 1000, sleep: float = 1.0, *, timeout: float =
     return done_at - begin
 
 
+def measure_huey_gevent_sleeps(
+    n: int = 1000, sleep: float = 1.0, *, timeout: float = 120.0
+) -> float:
+    """The same measurement for Huey: ``huey_consumer -k greenlet -w n`` on a ``SqliteHuey``.
+
+    The consumer is given 3 s to start (it prints nothing when ready), then the clock starts,
+    ``n`` tasks are enqueued one by one (Huey has no bulk enqueue) and the clock stops when ``n``
+    results are stored.
+
+    Returns:
+        Seconds from the first enqueue to the moment all ``n`` results were visible.
+
+    Raises:
+        RuntimeError: the consumer exited early.
+        TimeoutError: the tasks did not all finish within ``timeout``.
+    """
+    import os
+
+    from _huey_bench import POLL_FLAGS
+
+    with tempfile.TemporaryDirectory(prefix="huey-gevent-bench-") as tmp:
+        workdir = Path(tmp)
+        db = str(workdir / "huey-gevent.db")
+        os.environ["BENCH_HUEY_DB"] = db
+        import _huey_executor_tasks as tasks
+
+        tasks.huey.storage.filename = db
+        argv = [
+            PYTHON,
+            "-m",
+            "huey.bin.huey_consumer",
+            "_huey_executor_tasks.huey",
+            "--workers",
+            str(n),
+            "--worker-type",
+            "greenlet",
+            *POLL_FLAGS,
+            "--no-periodic",
+            "--quiet",
+        ]
+        log_path = workdir / "consumer.log"
+        env = worker_env({"BENCH_HUEY_DB": db, "BENCH_HUEY_GEVENT": "1"})
+        with worker_process(argv, env=env, log_path=log_path, stop_signal=SIGTERM) as proc:
+            time.sleep(3.0)
+            if proc.poll() is not None:
+                raise RuntimeError(f"huey consumer exited: {log_path.read_text()}")
+            begin = time.time()
+            for _ in range(n):
+                tasks.g_nap(sleep)
+            done_at = wait_done(
+                lambda: len(tasks.huey.all_results()), n, proc, log_path, timeout=timeout
+            )
+        tasks.huey.storage.close()
+    return done_at - begin
+
+
 if __name__ == "__main__":
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
     wall = measure_gevent_sleeps(count, seconds)
     print(f"{count} x time.sleep({seconds}) on omniq worker -e gevent: {wall:.2f} s wall")
+    wall = measure_huey_gevent_sleeps(count, seconds)
+    print(f"{count} x time.sleep({seconds}) on huey_consumer -k greenlet: {wall:.2f} s wall")

@@ -36,6 +36,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 
+import _executor_report as executor_report  # noqa: E402
 import _huey_bench as huey_bench  # noqa: E402
 import _omniq_bench as omniq_bench  # noqa: E402
 from _common import Latency, Processing, percentile  # noqa: E402
@@ -110,6 +111,8 @@ def timed(label: str, fn: Callable[[], T]) -> T:
     begin = time.perf_counter()
     value = fn()
     shown = f"{value:,.0f}/s" if isinstance(value, float) else getattr(value, "summary", "")
+    if isinstance(value, float) and label.endswith("(s)"):
+        shown = f"{value:.2f} s"
     if isinstance(value, Processing):
         shown = f"{value.rate:,.0f}/s ({value.seconds:.2f} s)"
     print(f"  {label:<62} {shown:<20} [{time.perf_counter() - begin:.1f} s]", flush=True)
@@ -216,7 +219,9 @@ def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     print(f"  OmniQ  {latency_summary(lat_omniq)}", flush=True)
     lat_huey = huey_bench.latency(args.rate, args.latency_tasks, args.warmup, d, workers=c)
     print(f"  Huey   {latency_summary(lat_huey)}", flush=True)
-    return {"runs": runs, "latency": {"omniq": lat_omniq, "huey": lat_huey}}
+    print("executors: CPU-bound and gevent sleeps (once each)", flush=True)
+    executors = executor_report.measure(args, timed)
+    return {"runs": runs, "latency": {"omniq": lat_omniq, "huey": lat_huey}, "executors": executors}
 
 
 def latency_summary(lat: Latency) -> str:
@@ -372,6 +377,7 @@ def report(env: dict[str, str], results: dict[str, Any], args: argparse.Namespac
     )
 
     backends_table(w, m, args)
+    executor_report.section(w, results["executors"], args)
 
     stores_md = " and ".join(f"`{SCHEME[b]}`" for b in args.object_stores)
     w("## Details\n")
@@ -541,6 +547,10 @@ def main(argv: list[str] | None = None) -> int:
         help="object-store backends to measure beside SQLite: comma-separated of memory, file; "
         "'none' skips them (default: both, if omniq-obstore is importable)",
     )
+    parser.add_argument("--cpu-tasks", type=int, default=200, help="CPU-bound tasks per run")
+    parser.add_argument("--cpu-ms", type=float, default=50.0, help="milliseconds per CPU task")
+    parser.add_argument("--gevent-tasks", type=int, default=1000, help="gevent sleeping tasks")
+    parser.add_argument("--gevent-sleep", type=float, default=1.0, help="seconds each sleeps")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--quick", action="store_true", help="small run, print only")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -548,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.tasks, args.repeat, args.latency_tasks, args.warmup = 2_000, 1, 400, 50
         args.obstore_tasks = min(args.obstore_tasks, 500)
+        args.cpu_tasks, args.gevent_tasks = 40, 200
     choose_object_stores(parser, args)
 
     env = environment()
