@@ -242,3 +242,17 @@ def test_tasks_go_to_the_executor_they_name_and_wait_for_a_worker_that_hosts_it(
     assert on_async["pid"] == both.pid
     assert on_async["thread"].startswith("omniq-async-sync")  # a plain def on async: helper thread
     assert (task.state, task.attempt) == (TaskState.SUCCESS, 1)
+
+
+def test_a_client_built_by_a_task_module_starts_no_worker_in_workers_or_children(
+    settings: Settings, db_url: str, spawn_worker: Spawn
+) -> None:
+    env = {"MODULE_QUEUE_URL": db_url}
+    worker = spawn_worker(db_url, "-e", "process", "--import", "module_queue_tasks", extra_env=env)
+    with TaskQueue(settings=settings, workers=0) as queue:
+        ids = queue.enqueue_many("module_queue_tasks:report", [()] * 4, executor="process")
+        results = [queue.get_result(i, timeout=60) for i in ids]
+        workers = queue.list_workers()
+    assert [r["embedded_worker"] for r in results] == [False] * 4
+    assert {r["worker"].split(":")[1] for r in results} == {str(worker.pid)}
+    assert [w.pid for w in workers] == [worker.pid]  # no embedded worker registered anywhere

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -51,6 +52,14 @@ def test_readme_sync_example_prints_5(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "5"
     assert (tmp_path / "omniq.db").exists()
+
+
+def test_readme_process_executor_example_runs_in_a_child(tmp_path: Path) -> None:
+    example = next(b for b in readme_blocks() if '@queue.task(executor="process")' in b)
+    out = run_python(example, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == hashlib.sha256(b"omniq").hexdigest()[:16]
+    assert "Traceback" not in out.stderr
 
 
 def test_readme_async_example_prints_42_on_the_memory_backend(tmp_path: Path) -> None:

@@ -28,13 +28,24 @@ if TYPE_CHECKING:
         TaskFailedError,
         TaskNotFoundError,
         TaskTimeoutError,
+        WorkerLostError,
     )
-    from omniq.models import EventType, Task, TaskEvent, TaskResult, TaskState
+    from omniq.models import (
+        EventType,
+        ExecutorStats,
+        Task,
+        TaskEvent,
+        TaskResult,
+        TaskState,
+        WorkerInfo,
+        WorkerState,
+    )
 
 __all__ = [
     "DEFAULT",
     "AsyncTaskQueue",
     "EventType",
+    "ExecutorStats",
     "OmniQError",
     "ResultExpiredError",
     "ResultNotStoredError",
@@ -49,6 +60,9 @@ __all__ = [
     "TaskResult",
     "TaskState",
     "TaskTimeoutError",
+    "WorkerInfo",
+    "WorkerLostError",
+    "WorkerState",
     "current_task",
 ]
 
@@ -58,6 +72,7 @@ _HOME: dict[str, str] = {
     "DEFAULT": "omniq._defaults",
     "AsyncTaskQueue": "omniq.client",
     "EventType": "omniq.models",
+    "ExecutorStats": "omniq.models",
     "OmniQError": "omniq.errors",
     "ResultExpiredError": "omniq.errors",
     "ResultNotStoredError": "omniq.errors",
@@ -72,6 +87,9 @@ _HOME: dict[str, str] = {
     "TaskResult": "omniq.models",
     "TaskState": "omniq.models",
     "TaskTimeoutError": "omniq.errors",
+    "WorkerInfo": "omniq.models",
+    "WorkerLostError": "omniq.errors",
+    "WorkerState": "omniq.models",
     "current_task": "omniq._context",
 }
 """The module defining each public name (one entry per name of ``__all__``)."""

@@ -57,7 +57,7 @@ class TaskQueue:
         max_workers: int | None = None,
         *,
         storage_url: str | None = None,
-        workers: int = 1,
+        workers: int | None = None,
         queues: Sequence[str] = ("default",),
         settings: Settings | None = None,
         clock: Clock | None = None,

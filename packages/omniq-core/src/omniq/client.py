@@ -16,6 +16,7 @@ from omniq._decorator import AsyncTaskFunction
 from omniq._defaults import DEFAULT, Default
 from omniq._events import EventRecorder
 from omniq._options import TaskOptions, TaskOptionsArgs, check_seconds
+from omniq._process_role import in_worker_process
 from omniq._results import ResultReader
 from omniq._setup import EMBEDDED_EXECUTORS, build_executors, create_backend, resolve_secret_key
 from omniq._tasks import TaskBuilder
@@ -56,7 +57,9 @@ class AsyncTaskQueue:
             ``OMNIQ_MAX_WORKERS``; it also sizes the default executor's pool. Unset: each
             executor's own pool size (``OMNIQ_ASYNC_WORKERS``, ``OMNIQ_THREAD_WORKERS``, …).
         storage_url: a storage URI (``sqlite:///jobs.db``, ``redis://…``); wins over ``storage_type``.
-        workers: ``1`` (default) runs one embedded worker; ``0`` makes a producer-only client.
+        workers: ``1`` runs one embedded worker; ``0`` makes a producer-only client. Default:
+            ``1``, except in a worker process (``omniq worker``, a ``process`` executor child),
+            where a client built by an imported task module must not start a worker of its own.
         queues: the queues the embedded worker serves (default ``("default",)``).
         settings: a :class:`~omniq.config.Settings` to use instead of reading the environment.
         clock: time source for the backend (tests use :class:`~omniq.clock.ManualClock`).
@@ -73,11 +76,13 @@ class AsyncTaskQueue:
         max_workers: int | None = None,
         *,
         storage_url: str | None = None,
-        workers: int = 1,
+        workers: int | None = None,
         queues: Sequence[str] = ("default",),
         settings: Settings | None = None,
         clock: Clock | None = None,
     ) -> None:
+        if workers is None:
+            workers = 0 if in_worker_process() else 1
         if workers not in (0, 1):
             raise ConfigError(
                 f"workers={workers!r}: a client runs 0 or 1 embedded worker; "

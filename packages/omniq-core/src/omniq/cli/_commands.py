@@ -14,6 +14,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
+from omniq._process_role import mark_worker_process
 from omniq._setup import create_backend
 from omniq.cli._common import run, storage_option
 from omniq.client import AsyncTaskQueue
@@ -86,6 +87,7 @@ def worker(
         storage_url=storage_url, default_worker=names[0] if names else None, lease_seconds=lease
     )
     configure_logging(settings)
+    mark_worker_process()  # clients built by the task modules must not start workers of their own
     import_task_modules(imports)
     queue_names = [q.strip() for q in queues.split(",") if q.strip()]
     if not queue_names:

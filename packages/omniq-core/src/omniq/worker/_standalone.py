@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from omniq._events import EventRecorder
+from omniq._process_role import mark_worker_process
 from omniq._setup import build_executors, create_backend, resolve_secret_key
 from omniq.config import Settings
 from omniq.errors import ConfigError
@@ -70,6 +71,7 @@ async def run_worker(
     Returns:
         The process exit code: 0 after a clean drain.
     """
+    mark_worker_process()
     configure_plugins(settings)
     backend = create_backend(settings.resolved_storage_url())
     await backend.open()

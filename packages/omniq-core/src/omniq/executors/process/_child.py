@@ -27,6 +27,7 @@ from typing import Any
 
 from omniq._context import TaskContext, reset_current_task, set_current_task
 from omniq._functions import FunctionResolver
+from omniq._process_role import mark_worker_process
 from omniq.executors._base import is_async_callable
 from omniq.executors.process._messages import (
     Cancel,
@@ -143,6 +144,7 @@ def child_main(sock: socket.socket, serializer_kwargs: dict[str, Any]) -> None:
     """
     # Ctrl-C in a terminal reaches the whole process group; the parent decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    mark_worker_process()
     sock.setblocking(True)
     serializer = Serializer(**serializer_kwargs)
     resolver = FunctionResolver(serializer)

@@ -24,6 +24,7 @@ import socket
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from omniq._process_role import CHILD_NAME_PREFIX
 from omniq.errors import WorkerLostError
 from omniq.executors._threads import DaemonThreadPool
 from omniq.executors.process._child import child_main
@@ -196,7 +197,7 @@ class ChildPool:
         process = self._ctx.Process(
             target=child_main,
             args=(child_sock, self._serializer_kwargs),
-            name=f"omniq-process-{self._serial}",
+            name=f"{CHILD_NAME_PREFIX}{self._serial}",
             daemon=False,  # children may start processes of their own
         )
         _processes.add(process)
