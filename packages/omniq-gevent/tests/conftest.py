@@ -7,7 +7,6 @@ mode on 127.0.0.1 (skipped without moto, unless ``OMNIQ_TEST_REQUIRE_SERVICES=1`
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -18,16 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from moto_s3 import moto_s3
 
 ROOT = Path(__file__).resolve().parents[3]
 HELPERS = ROOT / "tests" / "helpers"
 OMNIQ_SCRIPT = Path(sys.executable).with_name("omniq")
 BUCKET = "omniq-gevent-test"
-_S3_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 
 
 @pytest.fixture(autouse=True)
@@ -42,32 +37,8 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """``http://127.0.0.1:PORT`` of a moto S3 server holding the test bucket."""
-    try:
-        import boto3
-        from moto.server import ThreadedMotoServer
-    except ImportError as exc:
-        if os.environ.get("OMNIQ_TEST_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"moto[server] is required for the S3 tests: {exc}")
-        pytest.skip(f"moto[server] not installed ({exc}); S3 tests skipped")
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    saved = {k: os.environ.get(k) for k in _S3_ENV}
-    os.environ.update(_S3_ENV)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
-            Bucket=BUCKET
-        )
+    with moto_s3(BUCKET) as endpoint:
         yield endpoint
-    finally:
-        server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture

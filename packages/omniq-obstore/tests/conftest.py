@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 
 import obstore as obs
 import pytest
+from moto_s3 import moto_s3
 
 from omniq._ids import new_id
 from omniq.clock import ManualClock
@@ -24,42 +23,13 @@ from omniq_obstore.backend import ObjectStoreBackend
 
 MakeTask = Callable[..., Task]
 BUCKET = "omniq-test"
-_S3_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """``http://127.0.0.1:PORT`` of a moto S3 server with the bucket ``omniq-test``."""
-    try:
-        import boto3
-        from moto.server import ThreadedMotoServer
-    except ImportError as exc:
-        if os.environ.get("OMNIQ_TEST_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"moto[server] is required for the S3 tests: {exc}")
-        pytest.skip(f"moto[server] not installed ({exc}); S3 tests skipped")
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log
-    saved = {k: os.environ.get(k) for k in _S3_ENV}
-    os.environ.update(_S3_ENV)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
-            Bucket=BUCKET
-        )
+    with moto_s3(BUCKET) as endpoint:
         yield endpoint
-    finally:
-        server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def make_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
