@@ -16,15 +16,6 @@ from omniq.config import Settings, load_settings
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No OMNIQ_* from the developer's shell; the local signing key lives in tmp."""
-    for name in list(os.environ):
-        if name.startswith("OMNIQ_") and not name.startswith("OMNIQ_TEST_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-
-
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
     """A fresh SQLite file URL."""

@@ -36,15 +36,6 @@ HELPERS = Path(pt.__file__).resolve().parent
 KEY = b"process-executor-test-key"
 
 
-@pytest.fixture(autouse=True)
-def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No OMNIQ_* from the developer's shell; the local signing key lives in tmp."""
-    for name in list(os.environ):
-        if name.startswith("OMNIQ_") and not name.startswith("OMNIQ_TEST_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-
-
 @pytest.fixture
 def serializer() -> Serializer:
     return Serializer(secret_key=KEY)

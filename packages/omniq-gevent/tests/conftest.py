@@ -25,15 +25,6 @@ OMNIQ_SCRIPT = Path(sys.executable).with_name("omniq")
 BUCKET = "omniq-gevent-test"
 
 
-@pytest.fixture(autouse=True)
-def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No OMNIQ_* from the developer's shell; the local signing key lives in tmp."""
-    for name in list(os.environ):
-        if name.startswith("OMNIQ_") and not name.startswith("OMNIQ_TEST_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """``http://127.0.0.1:PORT`` of a moto S3 server holding the test bucket."""

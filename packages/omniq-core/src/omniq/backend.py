@@ -32,6 +32,8 @@ __all__ = [
     "ClaimGroup",
     "check_claim_args",
     "claim_groups",
+    "decode_worker_record",
+    "encode_worker_record",
     "check_outcomes",
 ]
 
@@ -188,6 +190,39 @@ def check_outcomes(outcomes: Sequence[Outcome]) -> None:
             raise ValueError(f"finish: task {o.task_id}: outcome state {o.state!r} is not final")
         if o.state == TaskState.SCHEDULED and o.retry_at is None:
             raise ValueError(f"finish: task {o.task_id}: a scheduled outcome needs retry_at")
+
+
+_worker_encoder = msgspec.msgpack.Encoder()
+_worker_decoder = msgspec.msgpack.Decoder(WorkerInfo)
+
+
+def encode_worker_record(info: WorkerInfo) -> bytes:
+    """A worker health record as msgpack bytes, for backends that store it as one value.
+
+    The bytes are checked to decode back, so a record holding a value of the wrong type is
+    refused before anything is written.
+
+    Raises:
+        ValueError: naming the worker, when ``info`` cannot be stored.
+    """
+    try:
+        data = _worker_encoder.encode(info)
+        _worker_decoder.decode(data)
+    except (msgspec.ValidationError, msgspec.EncodeError, OverflowError, TypeError) as exc:
+        raise ValueError(f"worker {info.id!r}: record cannot be stored: {exc}") from None
+    return data
+
+
+def decode_worker_record(data: bytes | memoryview) -> WorkerInfo:
+    """The :class:`~omniq.models.WorkerInfo` of :func:`encode_worker_record`'s bytes.
+
+    Raises:
+        ValueError: the bytes are not a worker record (the message says why).
+    """
+    try:
+        return _worker_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ValueError(f"not a worker record: {exc}") from None
 
 
 class Backend(abc.ABC):

@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from omniq.backend import decode_worker_record
 from omniq.models import ErrorInfo, Task, TaskEvent, TaskState, WorkerInfo
 
 __all__ = [
@@ -36,7 +37,6 @@ __all__ = [
     "decode_worker",
     "encode",
     "encode_task",
-    "encode_worker",
     "running",
     "salvage",
     "snapshot",
@@ -110,7 +110,6 @@ _lease_decoder = msgspec.msgpack.Decoder(LeaseMark)
 _cancel_decoder = msgspec.msgpack.Decoder(CancelMark)
 _raw_list_decoder = msgspec.msgpack.Decoder(list[msgspec.Raw])
 _event_decoder = msgspec.msgpack.Decoder(TaskEvent)
-_worker_decoder = msgspec.msgpack.Decoder(WorkerInfo)
 
 
 def encode(record: Any) -> bytes:
@@ -134,24 +133,12 @@ def encode_task(task: Task) -> bytes:
     return data
 
 
-def encode_worker(info: WorkerInfo) -> bytes:
-    """The bytes of a worker health record, checked to decode back to an equal record.
-
-    Raises:
-        ValueError: when ``info`` holds a value of the wrong type.
-    """
-    try:
-        data = _encoder.encode(info)
-        _worker_decoder.decode(data)
-    except (msgspec.ValidationError, msgspec.EncodeError, OverflowError, TypeError) as exc:
-        raise ValueError(f"worker {info.id!r}: record cannot be stored: {exc}") from None
-    return data
-
-
 def decode_worker(key: str, data: bytes | memoryview) -> WorkerInfo:
     """Decode a worker health record. Raises :class:`RecordError`."""
-    info: WorkerInfo = _decode(_worker_decoder, key, data)
-    return info
+    try:
+        return decode_worker_record(data)
+    except ValueError as exc:
+        raise RecordError(key, str(exc)) from None
 
 
 def _decode(decoder: msgspec.msgpack.Decoder[Any], key: str, data: bytes | memoryview) -> Any:

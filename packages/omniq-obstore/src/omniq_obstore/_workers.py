@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from omniq.backend import encode_worker_record
 from omniq.models import WorkerInfo
 from omniq_obstore import _keys as K
 from omniq_obstore import _records as R
@@ -25,7 +26,7 @@ async def put_worker(store: Store, info: WorkerInfo) -> None:
     Raises:
         ValueError: when ``info`` holds a value of the wrong type (nothing is written).
     """
-    await store.write(K.worker_key(info.id), R.encode_worker(info))
+    await store.write(K.worker_key(info.id), encode_worker_record(info))
 
 
 async def _all(store: Store) -> list[tuple[str, WorkerInfo]]:

@@ -14,9 +14,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
-
-from omniq.backend import ClaimGroup, Outcome, TaskQuery
+from omniq.backend import (
+    ClaimGroup,
+    Outcome,
+    TaskQuery,
+    decode_worker_record,
+    encode_worker_record,
+)
 from omniq.models import ErrorInfo, StoredResult, Task, TaskEvent, TaskState, WorkerInfo
 from omniq_sqlite._queries import MAX_UNION_QUEUES
 from omniq_sqlite._queries import QUERIES as Q
@@ -397,21 +401,13 @@ def list_events(conn: sqlite3.Connection, *, task_id: str | None, limit: int) ->
 
 
 # -- workers ----------------------------------------------------------------------------------
-_worker_encoder = msgspec.msgpack.Encoder()
-_worker_decoder = msgspec.msgpack.Decoder(WorkerInfo)
-
-
 def encode_worker(info: WorkerInfo) -> dict[str, object]:
     """The row of a worker record (encoded here, off the writer's thread).
 
     Raises:
         ValueError: when ``info`` holds a value of the wrong type.
     """
-    try:
-        record = _worker_encoder.encode(info)
-        _worker_decoder.decode(record)
-    except (msgspec.ValidationError, msgspec.EncodeError, OverflowError, TypeError) as exc:
-        raise ValueError(f"worker {info.id!r}: record cannot be stored: {exc}") from None
+    record = encode_worker_record(info)
     return {"id": info.id, "expires_at": float(info.expires_at), "record": record}
 
 
@@ -424,8 +420,8 @@ def list_workers(conn: sqlite3.Connection, *, now: float) -> list[WorkerInfo]:
     workers = []
     for worker_id, record in conn.execute(Q.list_workers, {"now": now}).fetchall():
         try:
-            workers.append(_worker_decoder.decode(record))
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            workers.append(decode_worker_record(record))
+        except ValueError as exc:
             log.warning("worker record %r cannot be decoded (skipped): %s", worker_id, exc)
     return workers
 
