@@ -117,7 +117,7 @@ def measure_huey_cpu_bound(
     Raises:
         RuntimeError: the consumer exited early.
     """
-    from _huey_bench import POLL_FLAGS
+    from _huey_bench import consumer_argv
 
     slots = slots or os.cpu_count() or 1
     iterations = calibrate(work_ms)
@@ -127,19 +127,7 @@ def measure_huey_cpu_bound(
         import _huey_executor_tasks as tasks
 
         tasks.huey.storage.filename = db
-        argv = [
-            PYTHON,
-            "-m",
-            "huey.bin.huey_consumer",
-            "_huey_executor_tasks.huey",
-            "--workers",
-            str(slots),
-            "--worker-type",
-            "process",
-            *POLL_FLAGS,
-            "--no-periodic",
-            "--quiet",
-        ]
+        argv = consumer_argv(slots, worker_type="process", huey="_huey_executor_tasks.huey")
         log_path = Path(tmp) / "consumer.log"
         env = worker_env({"BENCH_HUEY_DB": db})
         with worker_process(argv, env=env, log_path=log_path, stop_signal=SIGTERM) as proc:

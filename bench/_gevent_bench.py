@@ -97,7 +97,7 @@ def measure_huey_gevent_sleeps(
     """
     import os
 
-    from _huey_bench import POLL_FLAGS
+    from _huey_bench import consumer_argv
 
     with tempfile.TemporaryDirectory(prefix="huey-gevent-bench-") as tmp:
         workdir = Path(tmp)
@@ -106,19 +106,7 @@ def measure_huey_gevent_sleeps(
         import _huey_executor_tasks as tasks
 
         tasks.huey.storage.filename = db
-        argv = [
-            PYTHON,
-            "-m",
-            "huey.bin.huey_consumer",
-            "_huey_executor_tasks.huey",
-            "--workers",
-            str(n),
-            "--worker-type",
-            "greenlet",
-            *POLL_FLAGS,
-            "--no-periodic",
-            "--quiet",
-        ]
+        argv = consumer_argv(n, worker_type="greenlet", huey="_huey_executor_tasks.huey")
         log_path = workdir / "consumer.log"
         env = worker_env({"BENCH_HUEY_DB": db, "BENCH_HUEY_GEVENT": "1"})
         with worker_process(argv, env=env, log_path=log_path, stop_signal=SIGTERM) as proc:

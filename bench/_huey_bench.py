@@ -25,16 +25,19 @@ from bench_tasks import make_huey
 POLL_FLAGS = ["--delay", "0.005", "--backoff", "2", "--max-delay", "0.5"]
 
 
-def consumer_argv(workers: int) -> list[str]:
+def consumer_argv(
+    workers: int, *, worker_type: str = "thread", huey: str = "bench_tasks.huey"
+) -> list[str]:
+    """``huey_consumer`` for the ``huey`` instance at that import path, with our poll policy."""
     return [
         PYTHON,
         "-m",
         "huey.bin.huey_consumer",
-        "bench_tasks.huey",
+        huey,
         "--workers",
         str(workers),
         "--worker-type",
-        "thread",
+        worker_type,
         *POLL_FLAGS,
         "--no-periodic",
         "--quiet",  # WARNING level, like OmniQ's default (Huey's default logs every task: INFO)
