@@ -383,6 +383,58 @@ def test_a_client_never_closed_still_exits_and_takes_its_children_along(tmp_path
     assert not [pid for pid in pids if alive(pid)]
 
 
+UNGUARDED_SCRIPT = """
+import os, sys
+
+from omniq import TaskQueue
+
+FACTOR = 3
+
+
+def helper(x):
+    return x * FACTOR
+
+
+queue = TaskQueue(storage_url=f"sqlite:///{sys.argv[1]}/q.db", worker_type="process")
+
+
+@queue.task()
+def work(x):
+    return [helper(x), os.getpid()]
+
+
+print("body", os.getpid(), flush=True)
+print("result", *queue.get_result(work.enqueue(2), timeout=60), flush=True)
+queue.close()
+"""
+
+
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+def test_a_script_without_a_main_guard_runs_its_body_once(
+    tmp_path: Path, start_method: str
+) -> None:
+    """Children never re-run the parent's main script: a script with no ``if __name__ ==
+    "__main__"`` guard runs its top level once, and its ``__main__`` function (with the helper
+    and constant it uses) runs in a child."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMNIQ_PROCESS_START_METHOD": start_method},
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.split("\n")
+    bodies = [line for line in lines if line.startswith("body")]
+    assert bodies == [f"body {out.stdout.split()[1]}"]
+    [result] = [line.split()[1:] for line in lines if line.startswith("result")]
+    assert result[0] == "6"
+    assert result[1] != out.stdout.split()[1]  # another process ran it
+
+
 # -- registration and end to end ----------------------------------------------------------------
 def test_registered_and_configured_from_settings(serializer: Serializer) -> None:
     settings = load_settings(

@@ -55,8 +55,9 @@ class ProcessExecutor(Executor):
       until the function returns, discarding its result;
     - children exit promptly when the parent dies, however it dies.
 
-    The parent's ``__main__`` module is imported in the children as multiprocessing does it, so
-    a script that starts a worker must do so under ``if __name__ == "__main__":``.
+    Unlike plain :mod:`multiprocessing`, children do not re-import the parent's ``__main__``
+    script (functions defined there travel by value as signed dill), so a script needs no
+    ``if __name__ == "__main__":`` guard for its top level to run once.
 
     Args:
         concurrency: the most children (and calls) at once (>= 1).

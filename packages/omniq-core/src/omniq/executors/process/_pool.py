@@ -52,11 +52,40 @@ def _kill_leftover_children() -> None:
             process.kill()
 
 
+def _children_skip_main() -> None:
+    """Children named ``CHILD_NAME_PREFIX…`` do not re-import the parent's ``__main__``.
+
+    :mod:`multiprocessing` runs the parent's main script again in every spawn/forkserver child
+    (as ``__mp_main__``) so that functions defined there can be unpickled by reference. Our
+    children never need that: a task's function travels by import path, or as signed dill bytes
+    that carry ``__main__`` functions by value. Re-running the script would run its unguarded
+    top-level code (an ``enqueue`` and a blocking ``get_result``) inside the child, which then
+    never becomes ready. Installed once; other processes' preparation data is left unchanged.
+    """
+    from multiprocessing import spawn
+
+    original = spawn.get_preparation_data
+    if getattr(original, "__omniq_skip_main__", False):
+        return
+
+    def get_preparation_data(name: str) -> dict[str, Any]:
+        data: dict[str, Any] = original(name)
+        if name.startswith(CHILD_NAME_PREFIX):
+            data.pop("init_main_from_path", None)
+            data.pop("init_main_from_name", None)
+        return data
+
+    get_preparation_data.__omniq_skip_main__ = True  # type: ignore[attr-defined]
+    spawn.get_preparation_data = get_preparation_data
+
+
 def _preload_fork_server(ctx: Any) -> None:
     from multiprocessing import forkserver
 
     server = getattr(forkserver, "_forkserver", None)
-    current = list(getattr(server, "_preload_modules", None) or ["__main__"])
+    # Python's default preload is ["__main__"], which makes the fork server itself run the
+    # parent's main script; our children need only their own module.
+    current = [m for m in getattr(server, "_preload_modules", None) or () if m != "__main__"]
     if _CHILD_MODULE not in current:
         ctx.set_forkserver_preload([*current, _CHILD_MODULE])
 
@@ -190,6 +219,7 @@ class ChildPool:
     async def _start_child(self) -> ChildProcess:
         if self._ctx is None:
             self._ctx = multiprocessing.get_context(self._start_method)
+            _children_skip_main()
             if self._start_method == "forkserver":
                 _preload_fork_server(self._ctx)
         self._serial += 1
