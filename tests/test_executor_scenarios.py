@@ -3,8 +3,10 @@ process on a SQLite file and a producer client in this process: success, excepti
 cancel while running, cancel while queued, and the worker killed mid-task.
 
 What "stopped" means differs by executor and is asserted as such: a coroutine, a greenlet and a
-process child really stop (the task's body never reaches its end); a thread cannot be stopped, so
-its body runs on, but its outcome stays what was recorded — never "success".
+process child really stop (the task's body never reaches its end); a thread cannot be killed: on
+timeout it is interrupted from inside (an exception raised in the thread), on cancellation it
+only gets its cancel token, so its body runs on, but its outcome stays "cancelled", never
+"success".
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from scenario_tasks import for_executor, hog, where
+from scenario_tasks import for_executor, hog, logged_sleep, where
 
 from omniq import TaskCancelledError, TaskFailedError, TaskQueue, TaskState
 from omniq.config import Settings
@@ -119,10 +121,7 @@ def test_a_timeout_fails_the_task_and_stops_it_as_the_executor_can(
         time.sleep(2.0)  # past the body's own end
         finished = Path(f"{marker}.finished").exists()
         assert queue.get_task(task_id).state is TaskState.FAILED
-    if executor in REALLY_STOPS:
-        assert not finished
-    else:  # a thread runs on, but its outcome stays "failed"
-        assert finished
+    assert not finished  # a thread is interrupted inside (TimeLimitExceeded), like the others
     if executor == "process":
         assert not alive(pid)
 
@@ -256,3 +255,32 @@ def test_a_client_built_by_a_task_module_starts_no_worker_in_workers_or_children
     assert [r["embedded_worker"] for r in results] == [False] * 4
     assert {r["worker"].split(":")[1] for r in results} == {str(worker.pid)}
     assert [w.pid for w in workers] == [worker.pid]  # no embedded worker registered anywhere
+
+
+@pytest.mark.parametrize("sync_executor", ["thread", "async"])
+def test_a_timed_out_thread_stops_before_its_retry_starts(
+    sync_executor: str, settings: Settings, db_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    """A plain function blocked in C (``time.sleep``) past its timeout: its retry must not run
+    while the timed-out attempt still runs in its thread."""
+    start_worker(spawn_worker, db_url, sync_executor)
+    log = tmp_path / "spans.log"
+    with TaskQueue(settings=settings, workers=0) as queue:
+        task_id = queue.enqueue(
+            logged_sleep,
+            args=(1.0, str(log)),
+            executor=sync_executor,
+            timeout=0.3,
+            retries=1,
+            retry_delay=0,
+        )
+        with pytest.raises(TaskFailedError) as info:
+            queue.get_result(task_id, timeout=30)
+    assert info.value.remote_type == "omniq.errors.TaskTimeoutError"
+    spans = [line.split() for line in log.read_text().splitlines()]
+    assert [(kind, attempt) for kind, attempt, _ in spans] == [
+        ("start", "1"),
+        ("end", "1"),
+        ("start", "2"),
+        ("end", "2"),
+    ]

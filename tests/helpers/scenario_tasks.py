@@ -93,3 +93,17 @@ def where() -> dict[str, Any]:
         "thread": threading.current_thread().name,
         "worker": ctx.worker_id if ctx else "",
     }
+
+
+def logged_sleep(seconds: float, log: str) -> None:
+    """Append ``start``/``end`` lines (attempt, monotonic time) around a blocking sleep; the
+    ``end`` line is written even when the run is interrupted."""
+    ctx = current_task()
+    attempt = ctx.attempt if ctx else 0
+    with open(log, "a") as fh:
+        fh.write(f"start {attempt} {time.monotonic()}\n")
+    try:
+        time.sleep(seconds)
+    finally:
+        with open(log, "a") as fh:
+            fh.write(f"end {attempt} {time.monotonic()}\n")

@@ -8,30 +8,10 @@ from typing import Any
 from omniq._context import reset_current_task, set_current_task
 from omniq.errors import TaskTimeoutError
 from omniq.executors._base import Call, Executor, is_async_callable
+from omniq.executors._thread_calls import ThreadCall, await_thread_call
 from omniq.executors._threads import DaemonThreadPool
 
 __all__ = ["AsyncExecutor"]
-
-
-async def _await_future(call: Call, future: asyncio.Future[Any]) -> Any:
-    """Await a thread's result with the call's timeout; on timeout or cancel, signal the thread.
-
-    Only the expiry of this timeout becomes :class:`TaskTimeoutError`; a ``TimeoutError`` raised
-    by the task's own code (``socket.timeout``, a client library's) is its own error, unchanged.
-    """
-    try:
-        async with asyncio.timeout(call.timeout) as scope:
-            return await asyncio.shield(future)
-    except TimeoutError:
-        if not scope.expired():
-            raise
-        call.context.cancel_event.set()
-        if future.done() and future.exception() is None:
-            return future.result()
-        raise TaskTimeoutError(f"task exceeded its timeout of {call.timeout} s") from None
-    except asyncio.CancelledError:
-        call.context.cancel_event.set()
-        raise
 
 
 class AsyncExecutor(Executor):
@@ -54,9 +34,8 @@ class AsyncExecutor(Executor):
 
     async def run(self, call: Call) -> Any:
         if not is_async_callable(call.fn):
-            return await _await_future(
-                call, self._threads.submit(lambda: _run_sync_in_context(call))
-            )
+            job = ThreadCall(call, run_coroutines=False)
+            return await await_thread_call(job, self._threads.submit(job))
         token = set_current_task(call.context)
         self._coroutines += 1
         try:
@@ -76,8 +55,3 @@ class AsyncExecutor(Executor):
 
     async def shutdown(self) -> None:
         self._threads.shutdown()
-
-
-def _run_sync_in_context(call: Call) -> Any:
-    set_current_task(call.context)
-    return call.fn(*call.args, **call.kwargs)

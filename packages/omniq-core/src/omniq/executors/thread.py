@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from omniq._context import set_current_task
-from omniq.executors._base import Call, Executor, is_async_callable
+from omniq.executors._base import Call, Executor
+from omniq.executors._thread_calls import ThreadCall, await_thread_call
 from omniq.executors._threads import DaemonThreadPool
-from omniq.executors.async_ import _await_future
 
 __all__ = ["ThreadExecutor"]
 
@@ -16,10 +14,12 @@ __all__ = ["ThreadExecutor"]
 class ThreadExecutor(Executor):
     """Runs each call on one of ``concurrency`` daemon threads.
 
-    Python cannot kill a thread: on timeout or cancellation the task's cancel token
-    (:func:`omniq.current_task`) is set and the outcome is recorded at once; the thread keeps its
-    slot until the function returns. A coroutine function routed here runs on a fresh event loop
-    inside its thread.
+    Python cannot kill a thread. On timeout the task's cancel token (:func:`omniq.current_task`)
+    is set and :class:`~omniq.executors._thread_calls.TimeLimitExceeded` is raised inside the
+    thread (delivered at its next bytecode); the ``TaskTimeoutError`` outcome is recorded once the
+    thread has stopped, so a retry never overlaps the attempt that timed out. On cancellation the
+    token is set and the outcome recorded at once; the thread keeps its slot until the function
+    returns. A coroutine function routed here runs on a fresh event loop inside its thread.
     """
 
     name = "thread"
@@ -33,14 +33,8 @@ class ThreadExecutor(Executor):
         return self._pool.busy
 
     async def run(self, call: Call) -> Any:
-        return await _await_future(call, self._pool.submit(lambda: _run(call)))
+        job = ThreadCall(call, run_coroutines=True)
+        return await await_thread_call(job, self._pool.submit(job))
 
     async def shutdown(self) -> None:
         self._pool.shutdown()
-
-
-def _run(call: Call) -> Any:
-    set_current_task(call.context)
-    if is_async_callable(call.fn):
-        return asyncio.run(call.fn(*call.args, **call.kwargs))
-    return call.fn(*call.args, **call.kwargs)
