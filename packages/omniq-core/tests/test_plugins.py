@@ -10,6 +10,7 @@ from pathlib import Path
 import pluggy
 import pytest
 
+from omniq._options import TaskOptions
 from omniq.cli import build_cli
 from omniq.errors import (
     BackendNotFoundError,
@@ -24,6 +25,7 @@ from omniq.plugins import (
     plugin_manager,
     scheme_of,
 )
+from omniq.plugins._registry import _executor_names
 
 MakeDist = Callable[[str, str, str], None]
 
@@ -31,6 +33,7 @@ MakeDist = Callable[[str, str, str], None]
 def _clear_caches() -> None:
     backend_class.cache_clear()
     executor_class.cache_clear()
+    _executor_names.cache_clear()
     plugin_manager.cache_clear()
 
 
@@ -116,6 +119,24 @@ def test_missing_backends_and_executors_name_the_package_to_install() -> None:
         backend_class("gopher")
     with pytest.raises(ExecutorNotFoundError, match="no known package provides it"):
         executor_class("fiber")
+    with pytest.raises(ExecutorNotFoundError, match="did you mean 'process'"):
+        executor_class("proces")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("proces", r"executor='proces' is not an installed executor .*did you mean 'process'"),
+        ("asyncio", r"did you mean 'async'"),
+        ("Thread", r"executor='Thread': expected a lower-case executor name"),
+        ("", r"executor='': expected a lower-case executor name"),
+    ],
+)
+def test_enqueue_refuses_an_executor_no_worker_could_host(name: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TaskOptions(executor=name)
+    for known in ("async", "thread", "process", "gevent"):
+        assert TaskOptions(executor=known).executor == known
     with pytest.raises(ConfigError, match="has no scheme"):
         scheme_of("jobs.db")
 

@@ -11,6 +11,7 @@ from typing import Any, TypedDict
 
 from omniq._defaults import DEFAULT, Default
 from omniq.errors import ConfigError
+from omniq.plugins._registry import check_executor_name
 
 __all__ = ["TaskOptions", "TaskOptionsArgs", "check_seconds"]
 
@@ -119,12 +120,13 @@ class TaskOptions:
                 ) from None
         if self.idempotency_key is not None:
             _check_name("idempotency_key", self.idempotency_key)
-        if self.executor is not None and not (
-            isinstance(self.executor, str) and _EXECUTOR_NAME.fullmatch(self.executor)
-        ):
-            raise ConfigError(
-                f"executor={self.executor!r}: expected a name such as 'async' or 'thread'"
-            )
+        if self.executor is not None:
+            if not (isinstance(self.executor, str) and _EXECUTOR_NAME.fullmatch(self.executor)):
+                raise ConfigError(
+                    f"executor={self.executor!r}: expected a lower-case executor name such as "
+                    "'async', 'thread', 'process' or 'gevent'"
+                )
+            check_executor_name(self.executor)
         if self.headers is not None and (
             not isinstance(self.headers, Mapping)
             or not all(isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items())

@@ -22,7 +22,7 @@ from omniq.config import load_settings
 from omniq.logging import configure_logging
 from omniq.models import Task, TaskState, WorkerInfo
 from omniq.plugins import installed_plugins, scheme_of
-from omniq.worker import import_task_modules, run_worker
+from omniq.worker import Worker, import_task_modules, run_worker
 
 __all__ = ["BUILTIN_COMMANDS"]
 
@@ -93,10 +93,11 @@ def worker(
     if not queue_names:
         raise click.BadParameter("give at least one queue name", param_hint="--queues")
 
-    def ready(w: object) -> None:
+    def ready(w: Worker) -> None:
+        hosted = ",".join(f"{name}x{e.concurrency}" for name, e in w.executors.items())
         click.echo(
-            f"omniq worker {getattr(w, 'worker_id', '?')} ready: "
-            f"{settings.resolved_storage_url()} queues={','.join(queue_names)}",
+            f"omniq worker {w.worker_id} ready: {settings.resolved_storage_url()} "
+            f"queues={','.join(queue_names)} executors={hosted}",
             err=True,
         )
 

@@ -63,7 +63,11 @@ def _start_workers(
                         "--executor",
                         "process",
                     ],
-                    env={**os.environ, "OMNIQ_WORKER_HEARTBEAT": str(_HEARTBEAT)},
+                    env={
+                        **os.environ,
+                        "OMNIQ_WORKER_HEARTBEAT": str(_HEARTBEAT),
+                        "OMNIQ_COMPONENT_LOG_LEVELS": '{"worker": "ERROR"}',
+                    },
                     stderr=stderr,
                     stdout=subprocess.DEVNULL,
                     text=True,
@@ -145,8 +149,14 @@ def run_demo(directory: str | None, *, worker_processes: int = 2, keep: bool = F
 
 
 def _demo_settings(url: str) -> Settings:
-    """The embedded worker: process executor by default, fresh health records."""
-    return load_settings(storage_url=url, default_worker="process", worker_heartbeat=_HEARTBEAT)
+    """The embedded worker: process executor by default, fresh health records, and no warning
+    per failed task (the summary lists the files that could not be analyzed)."""
+    return load_settings(
+        storage_url=url,
+        default_worker="process",
+        worker_heartbeat=_HEARTBEAT,
+        component_log_levels={"worker": "ERROR"},
+    )
 
 
 def _fresh_worker_records(queue: TaskQueue, total: int) -> list[WorkerInfo]:

@@ -6,6 +6,7 @@ only that plugin. Unknown names raise errors that say which distribution to inst
 
 from __future__ import annotations
 
+import difflib
 import functools
 from collections.abc import Iterator
 from importlib.metadata import EntryPoint, entry_points
@@ -26,9 +27,11 @@ __all__ = [
     "EXECUTOR_GROUP",
     "KNOWN_BACKENDS",
     "KNOWN_EXECUTORS",
+    "check_executor_name",
     "InstalledPlugin",
     "backend_class",
     "executor_class",
+    "executor_names",
     "installed_plugins",
     "scheme_of",
 ]
@@ -150,6 +153,39 @@ def backend_class(scheme: str) -> Any:
     return spec.load()
 
 
+def executor_names() -> list[str]:
+    """Every executor name this environment knows: the installed ones and OmniQ's own
+    (``KNOWN_EXECUTORS``, installed or not), sorted (read once per process)."""
+    return list(_executor_names())
+
+
+@functools.cache
+def _executor_names() -> tuple[str, ...]:
+    installed = {ep.name for ep in entry_points(group=EXECUTOR_GROUP)}
+    return tuple(sorted(installed | set(KNOWN_EXECUTORS)))
+
+
+def _did_you_mean(name: str) -> str:
+    close = difflib.get_close_matches(name.lower(), executor_names(), n=2, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def check_executor_name(name: str) -> None:
+    """Refuse, at enqueue, a task for an executor no worker could host: a name that is neither
+    installed here nor one of OmniQ's own is almost always a typo, and its task would wait
+    forever.
+
+    Raises:
+        ConfigError: the name is unknown; the message suggests close names.
+    """
+    if name not in _executor_names():
+        raise ConfigError(
+            f"executor={name!r} is not an installed executor ({', '.join(executor_names())})"
+            f"{_did_you_mean(name)} (an executor plugin used only by workers must be installed "
+            "where tasks are enqueued too)"
+        )
+
+
 @functools.cache
 def executor_class(name: str) -> Any:
     """Return the executor class registered under ``name`` (``"async"``, ``"thread"``…).
@@ -161,7 +197,11 @@ def executor_class(name: str) -> Any:
     ep = _single(EXECUTOR_GROUP, name)
     if ep is None:
         hint = KNOWN_EXECUTORS.get(name)
-        advice = f"install it with: pip install {hint}" if hint else "no known package provides it"
+        advice = (
+            f"install it with: pip install {hint}"
+            if hint
+            else f"no known package provides it{_did_you_mean(name)}"
+        )
         raise ExecutorNotFoundError(f"no OmniQ executor named {name!r} is installed; {advice}")
     spec: ExecutorSpec = _load_spec(ep, ExecutorSpec)
     return spec.load()
