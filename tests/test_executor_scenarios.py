@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from scenario_tasks import for_executor, hog, logged_sleep, where
+from scenario_tasks import for_executor, hog, logged_sleep, unencodable_result, where
 
 from omniq import TaskCancelledError, TaskFailedError, TaskQueue, TaskState
 from omniq.config import Settings
@@ -284,3 +284,19 @@ def test_a_timed_out_thread_stops_before_its_retry_starts(
         ("start", "2"),
         ("end", "2"),
     ]
+
+
+@pytest.mark.parametrize("sync_executor", ["thread", "process"])
+def test_a_result_that_cannot_be_encoded_fails_once_without_retry(
+    sync_executor: str, settings: Settings, db_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    start_worker(spawn_worker, db_url, sync_executor)
+    counter = tmp_path / "runs"
+    with TaskQueue(settings=settings, workers=0) as queue:
+        task_id = queue.enqueue(
+            unencodable_result, args=(str(counter),), executor=sync_executor, retries=3
+        )
+        with pytest.raises(TaskFailedError) as info:
+            queue.get_result(task_id, timeout=30)
+    assert info.value.remote_type == "omniq.errors.SerializationError"
+    assert counter.read_text() == "1"  # its effects happened once: no retry

@@ -107,3 +107,10 @@ def logged_sleep(seconds: float, log: str) -> None:
     finally:
         with open(log, "a") as fh:
             fh.write(f"end {attempt} {time.monotonic()}\n")
+
+
+def unencodable_result(counter: str) -> Any:
+    """Count the run in a file, then return a value no serializer can encode (a generator)."""
+    path = Path(counter)
+    path.write_text(str(int(path.read_text()) + 1 if path.exists() else 1))
+    return (x for x in range(3))

@@ -102,6 +102,7 @@ def claim_params(
     queues: Sequence[str],
     worker_id: str,
     groups: Sequence[ClaimGroup],
+    limit: int,
     lease: float,
 ) -> dict[str, object]:
     """Named parameters of the claim queries; ``groups`` come from :func:`omniq.backend.claim_groups`.
@@ -119,7 +120,7 @@ def claim_params(
         "now": now,
         "worker_id": worker_id,
         "lease_expires_at": now + lease,
-        "limit": sum(g.limit for g in groups),
+        "limit": min(limit, sum(g.limit for g in groups)),
         "n_queues": len(queues),
     }
     if 1 < len(queues) <= MAX_UNION_QUEUES:

@@ -262,7 +262,12 @@ class SQLiteBackend(Backend):
         if not queues or not groups:
             return None
         return _ops.claim_params(
-            now=self.clock.now(), queues=queues, worker_id=worker_id, groups=groups, lease=lease
+            now=self.clock.now(),
+            queues=queues,
+            worker_id=worker_id,
+            groups=groups,
+            limit=limit,
+            lease=lease,
         )
 
     async def finish_and_claim(

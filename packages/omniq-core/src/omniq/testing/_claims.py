@@ -199,6 +199,19 @@ class ClaimConformance:
         assert await claim(omniq_backend, executors={}, default_executor="async") == []
 
     @pytest.mark.asyncio
+    async def test_claim_limit_caps_the_total_across_executors(
+        self, omniq_backend: Backend, omniq_make_task: MakeTask
+    ) -> None:
+        tasks = [omniq_make_task(executor=e) for e in ("async", "process", "thread") * 3]
+        await omniq_backend.enqueue(tasks)
+        slots = {"async": 5, "process": 5, "thread": 5}
+        got = await claim(omniq_backend, executors=slots, default_executor="async", limit=2)
+        assert len(got) == 2
+        rest = await claim(omniq_backend, executors=slots, default_executor="async", limit=100)
+        assert len(rest) == 7
+        assert {t.id for t in got}.isdisjoint(t.id for t in rest)
+
+    @pytest.mark.asyncio
     async def test_claim_refuses_malformed_executor_slots(self, omniq_backend: Backend) -> None:
         with pytest.raises(TypeError, match="mapping of executor name to free slots"):
             await claim(omniq_backend, executors=["async"])  # type: ignore[arg-type]

@@ -415,6 +415,10 @@ class Worker(LeaseKeeping, HealthReporting):
             self._events.record(task, EventType.TIMEOUT, worker_id=self.worker_id, detail=str(exc))
         if isinstance(exc, CallFailedError):  # the function raised in another process
             self._fail(task, exc.info, retry=True)
+        elif isinstance(exc, SerializationError | DeserializationError):
+            # its arguments or result cannot travel (an executor decoding or encoding them
+            # elsewhere): another run would fail the same way
+            self._fail(task, error_info(exc), retry=False)
         else:  # the task's own error, whatever its type (SystemExit too)
             self._fail(task, error_info(exc), retry=True)
 

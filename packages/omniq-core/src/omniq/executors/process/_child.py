@@ -127,11 +127,16 @@ def _execute(
     token = set_current_task(context)
     try:
         value = _call(fn, args, kwargs)
-        data = serializer.dumps(value) if run.want_result else None
     except BaseException as exc:  # the task's own error, whatever its type (SystemExit too)
         return Done(task_id=run.task_id, error=error_info(exc), rss_bytes=resident_bytes())
     finally:
         reset_current_task(token)
+    try:  # a result that cannot be encoded is not the task's error: it is never retried
+        data = serializer.dumps(value) if run.want_result else None
+    except Exception as exc:
+        return Done(
+            task_id=run.task_id, error=error_info(exc), refused=True, rss_bytes=resident_bytes()
+        )
     return Done(task_id=run.task_id, value=data, rss_bytes=resident_bytes())
 
 

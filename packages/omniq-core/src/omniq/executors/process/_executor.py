@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, Self
 from omniq.errors import (
     CallFailedError,
     DeserializationError,
+    PayloadTooLargeError,
+    SerializationError,
     SignatureError,
     TaskTimeoutError,
     WorkerLostError,
@@ -248,7 +250,8 @@ def _decode(serializer: Serializer, done: Done) -> Any:
     if done.error is not None:
         if not done.refused:
             raise CallFailedError(done.error)
-        if done.error.type == type_path(SignatureError):
-            raise SignatureError(done.error.message)
+        for refusal in (SignatureError, PayloadTooLargeError, SerializationError):
+            if done.error.type == type_path(refusal):
+                raise refusal(done.error.message)
         raise DeserializationError(done.error.message)
     return None if done.value is None else serializer.loads(done.value)

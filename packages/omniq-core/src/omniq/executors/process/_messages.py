@@ -85,7 +85,8 @@ class Done(msgspec.Struct, tag="done", kw_only=True):
         value: the return value encoded by the child's serializer (``None`` on error or when the
             result was not wanted).
         error: the function's exception as data, or ``None`` on success.
-        refused: the child could not decode the task (function or arguments) and never ran it.
+        refused: not the task's own error: the child could not decode the task (function or
+            arguments) and never ran it, or could not encode its result; never retried.
         rss_bytes: the child's resident set size after the task, in bytes.
     """
 
