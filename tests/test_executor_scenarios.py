@@ -18,7 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from scenario_tasks import for_executor, hog, logged_sleep, unencodable_result, where
+from scenario_tasks import (
+    for_executor,
+    hog,
+    logged_sleep,
+    start_sleeper,
+    unencodable_result,
+    where,
+)
 
 from omniq import TaskCancelledError, TaskFailedError, TaskQueue, TaskState
 from omniq.config import Settings
@@ -300,3 +307,28 @@ def test_a_result_that_cannot_be_encoded_fails_once_without_retry(
             queue.get_result(task_id, timeout=30)
     assert info.value.remote_type == "omniq.errors.SerializationError"
     assert counter.read_text() == "1"  # its effects happened once: no retry
+
+
+@pytest.mark.parametrize("how", ["timeout", "worker-killed"])
+def test_processes_a_task_started_die_with_its_child(
+    how: str, settings: Settings, db_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    worker = start_worker(spawn_worker, db_url, "process")
+    marker = tmp_path / "sleeper"
+    with TaskQueue(settings=settings, workers=0) as queue:
+        task_id = queue.enqueue(
+            start_sleeper,
+            args=(str(marker),),
+            executor="process",
+            timeout=1.0 if how == "timeout" else None,
+            retries=0,
+        )
+        sleeper, _ = started(marker)
+        if how == "timeout":
+            with pytest.raises(TaskFailedError) as info:
+                queue.get_result(task_id, timeout=30)
+            assert info.value.remote_type == "omniq.errors.TaskTimeoutError"
+        else:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+    assert gone_within(sleeper, 10.0), f"the task's subprocess {sleeper} outlived its child"

@@ -114,3 +114,12 @@ def unencodable_result(counter: str) -> Any:
     path = Path(counter)
     path.write_text(str(int(path.read_text()) + 1 if path.exists() else 1))
     return (x for x in range(3))
+
+
+def start_sleeper(marker: str) -> None:
+    """Start a ``sleep 300`` subprocess, write its pid to ``marker``, then wait for it."""
+    import subprocess
+
+    sleeper = subprocess.Popen(["sleep", "300"])
+    Path(marker).write_text(f"started {sleeper.pid} 0")
+    sleeper.wait()

@@ -16,6 +16,7 @@ imports only what every child needs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import signal
@@ -79,7 +80,9 @@ class _Listener:
                 message = read_message(self._sock)
             except Exception:  # an undecodable frame: the stream cannot be trusted any more
                 os._exit(70)
-            if message is None:  # the parent is gone: stop whatever runs, now
+            if message is None:  # the parent is gone: stop whatever runs (and started), now
+                with contextlib.suppress(OSError):
+                    os.killpg(0, signal.SIGKILL)  # this child leads its own process group
                 os._exit(0)
             if isinstance(message, Run):
                 context = TaskContext(
@@ -149,6 +152,9 @@ def child_main(sock: socket.socket, serializer_kwargs: dict[str, Any]) -> None:
     """
     # Ctrl-C in a terminal reaches the whole process group; the parent decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Its own process group, so that killing the child takes the processes its task started.
+    with contextlib.suppress(OSError):
+        os.setpgrp()
     mark_worker_process()
     sock.setblocking(True)
     serializer = Serializer(**serializer_kwargs)

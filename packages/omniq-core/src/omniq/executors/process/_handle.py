@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 from collections.abc import Callable
@@ -31,7 +32,22 @@ from omniq.executors.process._messages import (
     encode,
 )
 
-__all__ = ["ChildProcess", "Lost", "Reply", "describe_exit"]
+__all__ = ["ChildProcess", "Lost", "Reply", "describe_exit", "kill_group"]
+
+
+def kill_group(process: BaseProcess) -> None:
+    """SIGKILL a child's process group: the child (its leader, see ``child_main``) and whatever
+    it started — a task's own subprocesses or forks die with it, on timeout, cancel, or
+    shutdown. Falls back to the child alone if it has no group of its own."""
+    pid = process.pid
+    if pid is None:
+        return
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            process.kill()
+
 
 _READS_PER_CALLBACK = 16
 _CHUNK = 1 << 16
@@ -209,10 +225,9 @@ class ChildProcess:
         self.send(Stop())
 
     def kill(self) -> None:
-        """SIGKILL the child now (no-op once it has exited)."""
+        """SIGKILL the child and every process it started (no-op once it has exited)."""
         if self.alive:
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                self.process.kill()
+            kill_group(self.process)
 
     # -- exit -------------------------------------------------------------------------------
     def _on_sentinel(self) -> None:

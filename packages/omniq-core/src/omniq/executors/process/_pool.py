@@ -28,7 +28,7 @@ from omniq._process_role import CHILD_NAME_PREFIX
 from omniq.errors import WorkerLostError
 from omniq.executors._threads import DaemonThreadPool
 from omniq.executors.process._child import child_main
-from omniq.executors.process._handle import ChildProcess, describe_exit
+from omniq.executors.process._handle import ChildProcess, describe_exit, kill_group
 
 __all__ = ["ChildPool"]
 
@@ -49,7 +49,7 @@ def _kill_leftover_children() -> None:
     processes, cannot wait forever."""
     for process in list(_processes):
         with contextlib.suppress(Exception):
-            process.kill()
+            kill_group(process)
 
 
 def _children_skip_main() -> None:
