@@ -80,3 +80,14 @@ async def coroutine_sum(values: list[int]) -> dict[str, Any]:
     await asyncio.sleep(0.01)
     ctx = current_task()
     return {"sum": sum(values), "task_id": ctx.task_id if ctx else None}
+
+
+def swallows_timeout(seconds: float) -> str:
+    """Catch the executor's ``gevent.Timeout`` and return anyway, late."""
+    import gevent
+
+    try:
+        time.sleep(seconds)
+    except gevent.Timeout:
+        pass
+    return "returned late"

@@ -76,6 +76,9 @@ def test_task_outcomes_on_each_store(url: str, workers: Any, tmp_path: Path) -> 
         added = queue.enqueue(gevent_tasks.add, args=(2, 40))
         failing = queue.enqueue(gevent_tasks.boom, args=("no such key",), retries=0)
         hanging = queue.enqueue(gevent_tasks.stuck, args=(60.0,), timeout=0.5, retries=0)
+        swallowed = queue.enqueue(
+            gevent_tasks.swallows_timeout, args=(60.0,), timeout=0.5, retries=0
+        )
         inside = queue.enqueue(gevent_tasks.environment)
         coroutine = queue.enqueue(gevent_tasks.coroutine_sum, args=([1, 2, 3],))
         victim = queue.enqueue(gevent_tasks.until_killed, args=(str(marker),), retries=0)
@@ -90,6 +93,9 @@ def test_task_outcomes_on_each_store(url: str, workers: Any, tmp_path: Path) -> 
         with pytest.raises(TaskFailedError) as timed_out:
             queue.get_result(hanging, timeout=30)
         assert timed_out.value.remote_type == "omniq.errors.TaskTimeoutError"
+        with pytest.raises(TaskFailedError) as returned_late:  # caught its Timeout: still late
+            queue.get_result(swallowed, timeout=30)
+        assert returned_late.value.remote_type == "omniq.errors.TaskTimeoutError"
 
         env = queue.get_result(inside, timeout=30)
         assert env["patched"] == PATCHED

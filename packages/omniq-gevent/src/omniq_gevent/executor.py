@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 from typing import Any
 
 import gevent
@@ -186,9 +187,15 @@ def _call_with_timeout(call: Call) -> tuple[bool, Any]:
     """``(True, result)`` or ``(False, exception)``; the call's timeout as a ``gevent.Timeout``."""
     set_current_task(call.context)
     timer = gevent.Timeout(call.timeout)
+    deadline = None if call.timeout is None else time.monotonic() + call.timeout
     timer.start()
     try:
-        return True, call.fn(*call.args, **call.kwargs)
+        value = call.fn(*call.args, **call.kwargs)
+        if deadline is not None and time.monotonic() >= deadline:
+            # It caught its gevent.Timeout (or never yielded) and returned late: still a timeout.
+            call.context.cancel_event.set()
+            return False, TaskTimeoutError(f"task exceeded its timeout of {call.timeout} s")
+        return True, value
     except gevent.Timeout as exc:
         if exc is not timer:
             return False, exc  # a gevent.Timeout of the function's own
