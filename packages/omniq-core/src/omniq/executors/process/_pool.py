@@ -203,8 +203,12 @@ class ChildPool:
             child = await self._start_child()
         except Exception as exc:
             self._starting -= 1
+            if not isinstance(exc, WorkerLostError):  # e.g. EOFError from a killed fork server
+                exc = WorkerLostError(
+                    f"could not start a process child: {type(exc).__name__}: {exc}"
+                )
             if not self._wake_one(exc):
-                log.warning("could not start a process child: %s", exc)
+                log.warning("%s", exc)
             return
         self._starting -= 1
         if self.closed:
