@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from scenario_tasks import (
+    blocks_the_loop,
     for_executor,
     hog,
     logged_sleep,
@@ -332,3 +333,14 @@ def test_processes_a_task_started_die_with_its_child(
             worker.send_signal(signal.SIGKILL)
             worker.wait()
     assert gone_within(sleeper, 10.0), f"the task's subprocess {sleeper} outlived its child"
+
+
+def test_a_coroutine_that_blocks_the_loop_past_its_timeout_fails(
+    settings: Settings, db_url: str, spawn_worker: Spawn
+) -> None:
+    start_worker(spawn_worker, db_url, "async")
+    with TaskQueue(settings=settings, workers=0) as queue:
+        task_id = queue.enqueue(blocks_the_loop, args=(1.0,), timeout=0.3, retries=0)
+        with pytest.raises(TaskFailedError) as info:
+            queue.get_result(task_id, timeout=30)
+    assert info.value.remote_type == "omniq.errors.TaskTimeoutError"

@@ -123,3 +123,9 @@ def start_sleeper(marker: str) -> None:
     sleeper = subprocess.Popen(["sleep", "300"])
     Path(marker).write_text(f"started {sleeper.pid} 0")
     sleeper.wait()
+
+
+async def blocks_the_loop(seconds: float) -> str:
+    """A coroutine that wrongly blocks its event loop (``time.sleep``), then returns."""
+    time.sleep(seconds)  # noqa: ASYNC251 - the mistake under test
+    return "returned late"

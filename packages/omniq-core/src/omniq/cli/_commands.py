@@ -211,12 +211,13 @@ def tasks_list(storage_url: str | None, state: str | None, queue: str | None, li
     async def fetch(q: AsyncTaskQueue) -> list[Task]:
         return await q.list_tasks(queue=queue, state=state, limit=limit)
 
-    table = Table("id", "function", "queue", "state", "attempt", "created", "worker")
+    table = Table("id", "function", "queue", "executor", "state", "attempt", "created", "worker")
     for t in run(fetch, storage_url):
         table.add_row(
             t.id,
             t.func,
             t.queue,
+            t.executor or "(default)",
             t.state.value,
             str(t.attempt),
             _when(t.created_at),

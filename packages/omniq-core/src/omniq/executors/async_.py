@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from omniq._context import reset_current_task, set_current_task
@@ -12,6 +13,8 @@ from omniq.executors._thread_calls import ThreadCall, await_thread_call
 from omniq.executors._threads import DaemonThreadPool
 
 __all__ = ["AsyncExecutor"]
+
+log = logging.getLogger("omniq.executors.async")
 
 
 class AsyncExecutor(Executor):
@@ -38,9 +41,23 @@ class AsyncExecutor(Executor):
             return await await_thread_call(job, self._threads.submit(job))
         token = set_current_task(call.context)
         self._coroutines += 1
+        loop = asyncio.get_running_loop()
+        deadline = None if call.timeout is None else loop.time() + call.timeout
         try:
             async with asyncio.timeout(call.timeout) as scope:
-                return await call.fn(*call.args, **call.kwargs)
+                value = await call.fn(*call.args, **call.kwargs)
+            if deadline is not None and loop.time() > deadline:
+                # It returned late without the timeout firing: it blocked the event loop
+                # (time.sleep, sync I/O) past its time limit, so it could not be cancelled.
+                log.warning(
+                    "task %s (async) blocked the event loop past its timeout of %s s; use "
+                    "await asyncio.sleep / async I/O, or run it on the thread executor",
+                    call.context.task_id,
+                    call.timeout,
+                )
+                call.context.cancel_event.set()
+                raise TaskTimeoutError(f"task exceeded its timeout of {call.timeout} s")
+            return value
         except TimeoutError:
             if scope.expired():
                 call.context.cancel_event.set()
