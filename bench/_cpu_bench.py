@@ -49,14 +49,15 @@ def _timed_burn(iterations: int) -> float:
 
 
 def measure_cpu_bound(
-    executor: str, n: int = 200, work_ms: float = 50.0, *, slots: int | None = None
+    executor: str, n: int = 200, iterations: int = 1_000_000, *, slots: int | None = None
 ) -> float:
     """Tasks per second for ``n`` CPU-bound tasks on one ``omniq worker -e executor`` process.
 
     Args:
         executor: ``"process"`` or ``"thread"``.
         n: how many tasks.
-        work_ms: milliseconds of pure-Python work per task (calibrated on this machine).
+        iterations: :func:`burn` iterations per task (see :func:`calibrate`; use the same
+            number for every executor compared).
         slots: the executor's pool size; default the CPU count.
 
     Returns:
@@ -71,7 +72,6 @@ def measure_cpu_bound(
     from omniq.config import load_settings
 
     slots = slots or os.cpu_count() or 1
-    iterations = calibrate(work_ms)
     with tempfile.TemporaryDirectory(prefix="omniq-cpu-bench-") as tmp:
         workdir = Path(tmp)
         url = f"sqlite:///{workdir / 'cpu.db'}"
@@ -103,7 +103,7 @@ def measure_cpu_bound(
 
 
 def measure_huey_cpu_bound(
-    n: int = 200, work_ms: float = 50.0, *, slots: int | None = None
+    n: int = 200, iterations: int = 1_000_000, *, slots: int | None = None
 ) -> float:
     """The same measurement for Huey: ``huey_consumer -k process -w slots`` on a ``SqliteHuey``.
 
@@ -120,7 +120,6 @@ def measure_huey_cpu_bound(
     from _huey_bench import consumer_argv
 
     slots = slots or os.cpu_count() or 1
-    iterations = calibrate(work_ms)
     with tempfile.TemporaryDirectory(prefix="huey-cpu-bench-") as tmp:
         db = str(Path(tmp) / "huey-cpu.db")
         os.environ["BENCH_HUEY_DB"] = db
@@ -150,8 +149,9 @@ def measure_huey_cpu_bound(
 if __name__ == "__main__":
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     ms = float(sys.argv[2]) if len(sys.argv) > 2 else 50.0
-    thread = measure_cpu_bound("thread", count, ms)
-    process = measure_cpu_bound("process", count, ms)
+    its = calibrate(ms)
+    thread = measure_cpu_bound("thread", count, its)
+    process = measure_cpu_bound("process", count, its)
     print(f"thread {thread:.1f} tasks/s, process {process:.1f} tasks/s: {process / thread:.2f}x")
-    huey = measure_huey_cpu_bound(count, ms)
+    huey = measure_huey_cpu_bound(count, its)
     print(f"huey_consumer -k process: {huey:.1f} tasks/s")

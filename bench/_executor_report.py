@@ -27,17 +27,19 @@ def measure(
     args: argparse.Namespace, timed: Callable[[str, Callable[[], Any]], Any]
 ) -> dict[str, float]:
     """Run every executor measurement once; ``timed(label, fn)`` prints and returns ``fn()``."""
-    n, ms = args.cpu_tasks, args.cpu_ms
-    gn, gs = args.gevent_tasks, args.gevent_sleep
+    n, gn, gs = args.cpu_tasks, args.gevent_tasks, args.gevent_sleep
+    its = cpu.calibrate(args.cpu_ms)  # once: every executor runs exactly the same work
+    print(f"  CPU task: {its:,} iterations (~{args.cpu_ms:g} ms here)", flush=True)
     return {
+        "cpu_iterations": float(its),
         "cpu_thread": timed(
-            "OmniQ CPU-bound, thread executor", lambda: cpu.measure_cpu_bound("thread", n, ms)
+            "OmniQ CPU-bound, thread executor", lambda: cpu.measure_cpu_bound("thread", n, its)
         ),
         "cpu_process": timed(
-            "OmniQ CPU-bound, process executor", lambda: cpu.measure_cpu_bound("process", n, ms)
+            "OmniQ CPU-bound, process executor", lambda: cpu.measure_cpu_bound("process", n, its)
         ),
         "cpu_huey": timed(
-            "Huey CPU-bound, process consumer", lambda: cpu.measure_huey_cpu_bound(n, ms)
+            "Huey CPU-bound, process consumer", lambda: cpu.measure_huey_cpu_bound(n, its)
         ),
         "gevent_omniq": timed(
             "OmniQ gevent sleeps (s)", lambda: gevent.measure_gevent_sleeps(gn, gs)
@@ -59,8 +61,9 @@ def section(w: Callable[[str], None], ex: dict[str, float], args: argparse.Names
     w("| --- | ---: | ---: | --- |")
     w(
         f"| CPU-bound, `process` executor (tasks/s) | {ex['cpu_process']:,.1f} | "
-        f"{ex['cpu_huey']:,.1f} | {n} tasks of ~{ms:g} ms pure-Python arithmetic (calibrated "
-        f"here), one worker process with {slots} slots: `omniq worker -e process -c {slots}` / "
+        f"{ex['cpu_huey']:,.1f} | {n} tasks of ~{ms:g} ms pure-Python arithmetic "
+        f"({ex['cpu_iterations']:,.0f} iterations, calibrated once and the same for every "
+        f"executor), one worker process with {slots} slots: `omniq worker -e process -c {slots}` / "
         f"`huey_consumer -k process -w {slots}`; enqueue → all results stored. |"
     )
     w(
