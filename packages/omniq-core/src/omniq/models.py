@@ -18,6 +18,7 @@ __all__ = [
     "ErrorInfo",
     "EventType",
     "ExecutorStats",
+    "MisfirePolicy",
     "Schedule",
     "StoredResult",
     "Task",
@@ -198,6 +199,17 @@ class ScheduleKind(enum.StrEnum):
     ONCE = "once"
 
 
+class MisfirePolicy(enum.StrEnum):
+    """What a schedule does with ticks that passed while no scheduler ran (see ``docs/schedules.md``)."""
+
+    RUN_ONCE = "run_once"
+    """Run one task, late, for the latest missed tick; drop the older ones."""
+    SKIP = "skip"
+    """Run nothing for missed ticks, unless the latest one is within the grace period of now."""
+    RUN_ALL = "run_all"
+    """Run one task per missed tick, oldest first, at most ``misfire_limit`` of them."""
+
+
 class Schedule(msgspec.Struct, kw_only=True):
     """A recurring or one-shot rule that produces tasks (driven by the scheduler loop).
 
@@ -207,14 +219,18 @@ class Schedule(msgspec.Struct, kw_only=True):
         payload: encoded ``(args, kwargs)`` for every produced task.
         kind: ``cron``, ``interval`` or ``once``.
         cron: a 5- or 6-field cron expression (``kind == "cron"``).
-        interval: seconds between runs (``kind == "interval"``).
+        interval: seconds between runs (``kind == "interval"``); real elapsed seconds, on the
+            grid ``start_at + k * interval`` (the epoch when ``start_at`` is ``None``).
+        at: when a one-shot schedule fires (``kind == "once"``), seconds since the epoch.
         timezone: IANA zone name in which ``cron`` is read, e.g. ``"Europe/Paris"``.
-        start_at, end_at: bounds in seconds since the epoch, or ``None``.
+        start_at, end_at: inclusive bounds in seconds since the epoch, or ``None``.
         next_run_at: the next due tick (seconds since the epoch); ``None`` when exhausted.
         last_run_at: the latest tick that produced a task.
         queue, executor, priority: copied onto every produced task.
         jitter: up to this many seconds of random delay added to each produced task.
         paused: a paused schedule produces nothing until resumed.
+        misfire: what to do with ticks missed while no scheduler ran (see :class:`MisfirePolicy`).
+        misfire_limit: the most missed ticks ``run_all`` runs at once (a count, at least 1).
     """
 
     id: str
@@ -223,6 +239,7 @@ class Schedule(msgspec.Struct, kw_only=True):
     kind: ScheduleKind
     cron: str | None = None
     interval: float | None = None
+    at: float | None = None
     timezone: str = "UTC"
     start_at: float | None = None
     end_at: float | None = None
@@ -233,6 +250,8 @@ class Schedule(msgspec.Struct, kw_only=True):
     priority: int = 0
     jitter: float = 0.0
     paused: bool = False
+    misfire: MisfirePolicy = MisfirePolicy.RUN_ONCE
+    misfire_limit: int = 100
 
 
 class TaskEvent(msgspec.Struct, frozen=True, kw_only=True):
