@@ -201,7 +201,7 @@ class CircuitBreaker:
         if probe and self._state is not BreakerState.CLOSED:
             self._reopens += 1
             self._open()
-            log.warning(
+            log.info(
                 "worker %s: store still unavailable (probe failed: %s); circuit breaker open "
                 "again, next probe in %.1f s",
                 self.name,
