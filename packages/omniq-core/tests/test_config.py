@@ -84,6 +84,8 @@ PARSED: list[tuple[str, str, Any]] = [
     ("OMNIQ_RESULT_TTL", "60", 60.0),
     ("OMNIQ_LEASE_SECONDS", "12.5", 12.5),
     ("OMNIQ_WORKER_HEARTBEAT", "0.2", 0.2),
+    ("OMNIQ_BREAKER_THRESHOLD", "3", 3),
+    ("OMNIQ_BREAKER_MAX_BACKOFF", "10", 10.0),
     ("OMNIQ_POLL_INTERVAL", "0.05", 0.05),
     ("OMNIQ_MAX_PAYLOAD_BYTES", "1024", 1024),
     ("OMNIQ_SHUTDOWN_GRACE", "0", 0.0),

@@ -266,6 +266,29 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             extra=_SECONDS,
         ),
     ] = 5.0
+    breaker_threshold: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description=(
+                "Consecutive failed calls to the store after which a worker's circuit breaker "
+                "opens: no claims, lease heartbeats or janitor runs until a probe call succeeds "
+                "(running tasks continue; their outcomes are stored once the store is back)."
+            ),
+        ),
+    ] = 5
+    breaker_max_backoff: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=3600,
+            description=(
+                "Longest wait of an open circuit breaker before it probes the store again "
+                "(the wait starts at 0.5 s and doubles after each failed probe, with jitter)."
+            ),
+            extra=_SECONDS,
+        ),
+    ] = 30.0
     poll_interval: Annotated[
         float,
         Meta(

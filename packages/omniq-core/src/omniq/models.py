@@ -354,6 +354,10 @@ class WorkerInfo(msgspec.Struct, kw_only=True):
             (``heartbeat_at`` + 3 * the heartbeat interval).
         state: ``running`` or ``stopping``.
         version: the omniq-core version the worker runs.
+        breaker: its circuit breaker around the store: ``closed`` (normal), ``open`` (the store
+            is failing; nothing is claimed) or ``half_open`` (probing the store).
+        breaker_failures: consecutive failed calls to the store as of this record.
+        breaker_opened: how many times the breaker opened since the worker started.
     """
 
     id: str
@@ -369,6 +373,9 @@ class WorkerInfo(msgspec.Struct, kw_only=True):
     expires_at: float
     state: WorkerState = WorkerState.RUNNING
     version: str = ""
+    breaker: str = "closed"
+    breaker_failures: int = 0
+    breaker_opened: int = 0
 
     @property
     def busy(self) -> int:

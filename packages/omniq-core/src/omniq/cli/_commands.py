@@ -154,6 +154,14 @@ def _worker_json(info: WorkerInfo) -> dict[str, Any]:
     return data
 
 
+def _state_text(info: WorkerInfo) -> str:
+    """The state column: ``running``, ``stopping``, with ``(store down)`` while the worker's
+    circuit breaker is open or probing."""
+    if info.breaker in ("open", "half_open"):
+        return f"{info.state.value} (store down)"
+    return info.state.value
+
+
 @click.command()
 @storage_option
 @click.option("--json", "as_json", is_flag=True, help="Print the records as a JSON list.")
@@ -185,7 +193,7 @@ def workers(storage_url: str | None, as_json: bool) -> None:
     for w in found:
         table.add_row(
             w.id,
-            w.state.value,
+            _state_text(w),
             ",".join(w.queues),
             "\n".join(f"{e.name} {e.busy}/{e.concurrency}" for e in w.executors),
             str(len(w.running)),

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from omniq.backend import Backend
 from omniq.models import WorkerInfo, WorkerState
+from omniq.worker._breaker import CircuitBreaker, CircuitOpenError
 from omniq.worker._options import WorkerOptions
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class HealthReporting:
     executors: dict[str, Executor]
     _runs: dict[str, Run]
     _stopping: bool
+    _breaker: CircuitBreaker
 
     def executor_snapshot(self) -> list[ExecutorStats]:  # implemented by Worker
         raise NotImplementedError
@@ -92,13 +94,19 @@ class HealthReporting:
             expires_at=now + EXPIRY_BEATS * self.options.heartbeat,
             state=WorkerState.STOPPING if self._stopping else WorkerState.RUNNING,
             version=self._version,
+            breaker=self._breaker.state.value,
+            breaker_failures=self._breaker.failures,
+            breaker_opened=self._breaker.opened,
         )
 
     async def _publish_health(self) -> None:
         """Write the record once; a failure is logged (a warning when a failing streak begins)
         and left for the next beat."""
         try:
-            await self.backend.put_worker(self.health_info())
+            # built inside the call: a probe's record says half_open
+            await self._breaker.call(lambda: self.backend.put_worker(self.health_info()))
+        except CircuitOpenError:  # the store is down: nothing is written until it is back
+            return
         except Exception as exc:
             level = logging.DEBUG if self._health_failing else logging.WARNING
             log.log(

@@ -8,6 +8,7 @@ leases rather than about running tasks; it is a base class so the state it share
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import traceback
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from omniq._events import EventRecorder
 from omniq.backend import Backend
 from omniq.errors import LeaseLostError
 from omniq.models import EventType, Task, TaskState
+from omniq.worker._breaker import CircuitBreaker, CircuitOpenError
 from omniq.worker._options import WorkerOptions
 
 __all__ = ["LEASE_LOST", "SHUTDOWN", "STOP_CANCELLED", "LeaseKeeping", "Run"]
@@ -52,6 +54,7 @@ class LeaseKeeping:
     _runs: dict[str, Run]
     _held: dict[str, int]  # task id -> attempt, until the outcome is stored
     _finishing: set[str]  # ids whose outcome is being written right now
+    _breaker: CircuitBreaker  # every loop's calls to the backend go through it
 
     async def _release_held(self) -> None:
         if not self._held:
@@ -99,9 +102,11 @@ class LeaseKeeping:
 
     async def _heartbeat(self, sent: dict[str, int]) -> None:
         try:
-            to_cancel = await self.backend.extend_leases(
-                list(sent.items()), lease=self.options.lease
+            to_cancel = await self._breaker.call(
+                lambda: self.backend.extend_leases(list(sent.items()), lease=self.options.lease)
             )
+        except CircuitOpenError:  # the store is down: skip this beat (leases may expire)
+            return
         except LeaseLostError as exc:
             to_cancel = list(exc.cancel_requested)
             lost = [
@@ -131,7 +136,7 @@ class LeaseKeeping:
         since_purge = _PURGE_EVERY  # purge soon after start
         while True:
             try:
-                for task in await self.backend.requeue_expired():
+                for task in await self._breaker.call(self.backend.requeue_expired):
                     self._events.record(
                         task,
                         EventType.LEASE_EXPIRED,
@@ -140,10 +145,15 @@ class LeaseKeeping:
                 if since_purge >= _PURGE_EVERY:
                     since_purge = 0.0
                     now = self.backend.clock.now()
-                    await self.backend.purge(
-                        finished_before=now - self.options.retention,
-                        events_before=now - self.options.event_retention,
+                    await self._breaker.call(
+                        functools.partial(
+                            self.backend.purge,
+                            finished_before=now - self.options.retention,
+                            events_before=now - self.options.event_retention,
+                        )
                     )
+            except CircuitOpenError:  # the store is down: skip this run
+                pass
             except Exception as exc:
                 log.warning("janitor: %s: %s", type(exc).__name__, exc)
                 log.debug("janitor traceback:\n%s", traceback.format_exc())

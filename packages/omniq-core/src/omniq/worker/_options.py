@@ -25,6 +25,8 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
         event_retention: seconds events are kept.
         heartbeat: seconds between two writes of the worker's health record; the record
             expires after three of them.
+        breaker_threshold: consecutive store failures that open the worker's circuit breaker.
+        breaker_max_backoff: longest wait, in seconds, of an open breaker before it probes.
     """
 
     queues: tuple[str, ...] = ("default",)
@@ -37,6 +39,8 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
     retention: float = 7 * 86400.0
     event_retention: float = 7 * 86400.0
     heartbeat: float = 5.0
+    breaker_threshold: int = 5
+    breaker_max_backoff: float = 30.0
 
     @classmethod
     def from_settings(
@@ -54,4 +58,6 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
             retention=settings.retention,
             event_retention=settings.event_retention,
             heartbeat=settings.worker_heartbeat,
+            breaker_threshold=settings.breaker_threshold,
+            breaker_max_backoff=settings.breaker_max_backoff,
         )

@@ -44,6 +44,7 @@ from omniq.executors import Call, Executor
 from omniq.models import WORKER_COUNTERS, ErrorInfo, EventType, Task
 from omniq.serialization import Serializer, error_info
 from omniq.worker import _outcomes
+from omniq.worker._breaker import CircuitBreaker, CircuitOpenError
 from omniq.worker._health import HealthReporting
 from omniq.worker._leases import LEASE_LOST, SHUTDOWN, STOP_CANCELLED, LeaseKeeping, Run
 from omniq.worker._options import WorkerOptions
@@ -119,6 +120,13 @@ class Worker(LeaseKeeping, HealthReporting):
         self._drained = False  # no more outcomes will come: the exchange loop may end
         self._started = False
         self._init_health()
+        # One breaker for every call the loops make to this backend (see _breaker.py).
+        self._breaker = CircuitBreaker(
+            failure_threshold=options.breaker_threshold,
+            max_backoff=options.breaker_max_backoff,
+            name=self.worker_id,
+            on_close=self._store_back,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -142,6 +150,11 @@ class Worker(LeaseKeeping, HealthReporting):
             ",".join(self.options.queues),
             ",".join(f"{n}x{e.concurrency}" for n, e in self.executors.items()),
         )
+
+    def _store_back(self) -> None:
+        """The breaker closed: store the outcomes kept meanwhile and refresh the record now."""
+        self._wake.set()
+        self._health_now()
 
     def wake(self) -> None:
         """Make the exchange loop poll now (called on in-process enqueue)."""
@@ -225,6 +238,11 @@ class Worker(LeaseKeeping, HealthReporting):
         sleep = _MIN_SLEEP
         failed_rounds = 0
         while True:
+            # Breaker open: no round at all (outcomes stay queued, nothing is claimed) until the
+            # next probe is due. A drained worker tries anyway: those are its last writes.
+            if not self._drained and (wait := self._breaker.retry_in()) > 0:
+                await self._wait_for_wake(wait)
+                continue
             batch, self._outcomes = self._outcomes, []
             free, limit = ({}, 0) if self._stopping else self._free_slots()
             if not batch and limit <= 0:
@@ -263,15 +281,21 @@ class Worker(LeaseKeeping, HealthReporting):
         self._finishing = {p.task.id for p in batch}
         await self._round.acquire()
         try:
-            stale, tasks = await self.backend.finish_and_claim(
-                [p.outcome for p in batch],
-                queues=self.options.queues,
-                worker_id=self.worker_id,
-                limit=max(limit, 0),
-                lease=self.options.lease,
-                executors=free,
-                default_executor=self.options.default_executor,
+            stale, tasks = await self._breaker.call(
+                lambda: self.backend.finish_and_claim(
+                    [p.outcome for p in batch],
+                    queues=self.options.queues,
+                    worker_id=self.worker_id,
+                    limit=max(limit, 0),
+                    lease=self.options.lease,
+                    executors=free,
+                    default_executor=self.options.default_executor,
+                ),
+                force=self._drained,
             )
+        except CircuitOpenError:  # another loop's probe is in flight: try again later
+            self._outcomes[:0] = batch
+            return None
         except (ValueError, TypeError) as exc:
             # The store refused the data itself: find the offending outcome(s), store the rest.
             log.warning("storing outcomes failed: %s: %s", type(exc).__name__, exc)
