@@ -18,6 +18,7 @@ __all__ = [
     "ErrorInfo",
     "EventType",
     "ExecutorStats",
+    "MisfirePolicy",
     "Schedule",
     "StoredResult",
     "Task",
@@ -198,6 +199,17 @@ class ScheduleKind(enum.StrEnum):
     ONCE = "once"
 
 
+class MisfirePolicy(enum.StrEnum):
+    """What a schedule does with ticks missed while no scheduler ran."""
+
+    RUN_ONCE = "run_once"
+    """Run one task for all the missed ticks together, then continue on time."""
+    SKIP = "skip"
+    """Run nothing for missed ticks; continue at the next future tick."""
+    RUN_ALL = "run_all"
+    """Run one task per missed tick (at most ``misfire_limit``)."""
+
+
 class Schedule(msgspec.Struct, kw_only=True):
     """A recurring or one-shot rule that produces tasks (driven by the scheduler loop).
 
@@ -215,6 +227,9 @@ class Schedule(msgspec.Struct, kw_only=True):
         queue, executor, priority: copied onto every produced task.
         jitter: up to this many seconds of random delay added to each produced task.
         paused: a paused schedule produces nothing until resumed.
+        at: the time of a one-shot schedule (``kind == "once"``).
+        misfire: what to do with ticks missed while no scheduler ran (see :class:`MisfirePolicy`).
+        misfire_limit: the most missed ticks ``run_all`` catches up at once.
     """
 
     id: str
@@ -233,6 +248,9 @@ class Schedule(msgspec.Struct, kw_only=True):
     priority: int = 0
     jitter: float = 0.0
     paused: bool = False
+    at: float | None = None
+    misfire: MisfirePolicy = MisfirePolicy.RUN_ONCE
+    misfire_limit: int = 100
 
 
 class TaskEvent(msgspec.Struct, frozen=True, kw_only=True):
