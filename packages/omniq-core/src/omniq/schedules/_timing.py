@@ -92,12 +92,13 @@ def next_fire_after(schedule: Schedule, after: float) -> float | None:
 def next_fires(schedule: Schedule, after: float, n: int) -> list[float]:
     """The next ``n`` ticks after ``after`` (fewer when the schedule ends)."""
     out: list[float] = []
-    t: float | None = after
+    t = after
     while len(out) < n:
-        t = next_fire_after(schedule, t)
-        if t is None:
+        nxt = next_fire_after(schedule, t)
+        if nxt is None:
             break
-        out.append(t)
+        out.append(nxt)
+        t = nxt
     return out
 
 
@@ -106,7 +107,7 @@ def due_ticks(schedule: Schedule, tick: float, now: float) -> tuple[list[float],
     next tick after ``now``."""
     missed = [tick]
     t: float | None = tick
-    while True:
+    while t is not None:
         t = next_fire_after(schedule, t)
         if t is None or t > now:
             break
