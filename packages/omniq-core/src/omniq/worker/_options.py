@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from omniq.config import Settings
+from omniq.schedules._scheduler import TaskDefaults
 
 __all__ = ["WorkerOptions"]
 
@@ -25,6 +26,8 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
         event_retention: seconds events are kept.
         heartbeat: seconds between two writes of the worker's health record; the record
             expires after three of them.
+        scheduler: run the scheduler loop (tasks of due schedules) in this worker.
+        task_defaults: retries, retry delay, timeout and result TTL of scheduled tasks.
     """
 
     queues: tuple[str, ...] = ("default",)
@@ -37,6 +40,8 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
     retention: float = 7 * 86400.0
     event_retention: float = 7 * 86400.0
     heartbeat: float = 5.0
+    scheduler: bool = True
+    task_defaults: TaskDefaults = TaskDefaults()
 
     @classmethod
     def from_settings(
@@ -54,4 +59,6 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
             retention=settings.retention,
             event_retention=settings.event_retention,
             heartbeat=settings.worker_heartbeat,
+            scheduler=settings.scheduler_enabled,
+            task_defaults=TaskDefaults.from_settings(settings),
         )
