@@ -11,6 +11,7 @@ compare-and-set on ``next_run_at`` (plus idempotent enqueue by id) lets exactly 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import traceback
@@ -111,6 +112,12 @@ class Scheduler:
         self.on_fired = on_fired
         self.fired = 0
         """Ticks this scheduler committed (won)."""
+        self._wake: asyncio.Event | None = None
+
+    def wake(self) -> None:
+        """Start the next pass now instead of after the current sleep."""
+        if self._wake is not None:
+            self._wake.set()
 
     async def run_due(self) -> float | None:
         """One pass: fire every due tick. Returns the earliest ``next_run_at`` still ahead
@@ -152,8 +159,10 @@ class Scheduler:
     async def run(self) -> None:
         """Pass after pass until cancelled: wake at the earliest next tick, or after
         ``poll_interval`` at the latest. A failing pass is logged and retried."""
+        self._wake = wake = asyncio.Event()
         while True:
             sleep = self.poll_interval
+            wake.clear()
             try:
                 earliest = await self.run_due()
                 if earliest is not None:
@@ -161,4 +170,5 @@ class Scheduler:
             except Exception as exc:
                 log.warning("scheduler: %s: %s", type(exc).__name__, exc)
                 log.debug("scheduler traceback:\n%s", traceback.format_exc())
-            await asyncio.sleep(max(sleep, 0.01))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), max(sleep, 0.01))

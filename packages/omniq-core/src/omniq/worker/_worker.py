@@ -161,6 +161,11 @@ class Worker(LeaseKeeping, HealthReporting):
         """Make the exchange loop poll now (called on in-process enqueue)."""
         self._wake.set()
 
+    def wake_scheduler(self) -> None:
+        """Make the scheduler loop look at the schedules now (one was added or resumed)."""
+        if self.scheduler is not None:
+            self.scheduler.wake()
+
     def _scheduled(self, tasks: list[Task]) -> None:
         """The scheduler enqueued ``tasks`` (a tick it won): record them and claim now."""
         for task in tasks:
