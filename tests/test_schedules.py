@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import datetime as dt
+import os
 import subprocess
 import sys
 import time
@@ -115,9 +115,7 @@ async def test_schedules_survive_a_restart_and_fire(db_url: str) -> None:
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("kind", ["sqlite", "memory", "file"])
-async def test_three_schedulers_one_task_per_tick(
-    kind: str, tmp_path: Path, db_url: str
-) -> None:
+async def test_three_schedulers_one_task_per_tick(kind: str, tmp_path: Path, db_url: str) -> None:
     url = {
         "sqlite": db_url,
         "memory": f"memory://sched-{tmp_path.name}",

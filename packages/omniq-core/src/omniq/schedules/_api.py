@@ -127,10 +127,13 @@ class ScheduleManager:
             if old is not None and old.last_run_at is not None:
                 after = max(after, old.last_run_at)
             schedule.next_run_at = _timing.next_fire_after(schedule, after)
-            if schedule.kind == ScheduleKind.ONCE and schedule.at is not None:
-                # A one-shot time already past still runs once (misfire policy applies).
-                if old is None or old.last_run_at != schedule.at:
-                    schedule.next_run_at = schedule.at
+            # A one-shot time already past still runs once (misfire policy applies).
+            if (
+                schedule.kind == ScheduleKind.ONCE
+                and schedule.at is not None
+                and (old is None or old.last_run_at != schedule.at)
+            ):
+                schedule.next_run_at = schedule.at
         await self.backend.put_schedule(schedule)
         return schedule
 

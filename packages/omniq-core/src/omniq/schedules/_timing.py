@@ -83,7 +83,9 @@ def next_fire_after(schedule: Schedule, after: float) -> float | None:
         while t <= after:
             t = float(it.get_next(float))
     if start is not None and t < start:
-        return next_fire_after(schedule, start - 1e-9) if schedule.kind != ScheduleKind.ONCE else None
+        return (
+            next_fire_after(schedule, start - 1e-9) if schedule.kind != ScheduleKind.ONCE else None
+        )
     if schedule.end_at is not None and t > schedule.end_at:
         return None
     return t
