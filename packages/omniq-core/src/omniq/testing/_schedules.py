@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -13,6 +16,7 @@ from omniq.clock import ManualClock
 from omniq.models import MisfirePolicy, Schedule, ScheduleKind, TaskState
 from omniq.schedules import Scheduler, TaskDefaults, build_tick_tasks
 from omniq.testing._fixtures import NOOP_PAYLOAD, OpenBackend
+from omniq.testing._support import requires
 
 __all__ = ["ScheduleConformance", "make_schedule"]
 
@@ -169,3 +173,35 @@ class ScheduleConformance:
         assert sorted(t.id for t in listed) == sorted(expected)
         [stored] = await backends[0].get_schedules([schedule.id])
         assert stored is not None and stored.next_run_at == omniq_clock.now() + 60.0
+
+    @pytest.mark.asyncio
+    async def test_schedulers_in_several_processes_commit_each_tick_once(
+        self, omniq_backend: Backend, backend_url: str, omniq_clock: ManualClock
+    ) -> None:
+        requires(omniq_backend, "cross_process")
+        first, count = 1_000_000.0, 40
+        schedule = make_schedule(omniq_clock, "multi", interval=1.0, next_run_at=first)
+        await omniq_backend.put_schedule(schedule)
+        procs = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "omniq.testing._ticker",
+                backend_url,
+                schedule.id,
+                str(first + count),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for _ in range(3)
+        ]
+        outputs = await asyncio.gather(*(p.communicate() for p in procs))
+        errors = "\n".join(err.decode() for _, err in outputs)
+        assert [p.returncode for p in procs] == [0, 0, 0], errors
+        won = Counter(float(x) for out, _ in outputs for x in out.decode().split())
+        assert sorted(won) == [first + k for k in range(count)]
+        assert max(won.values()) == 1, "a tick was committed by two processes"
+        listed = await omniq_backend.list_tasks(TaskQuery(limit=1000))
+        assert sorted(t.id for t in listed) == sorted(
+            tick_task_id(schedule.id, first + k) for k in range(count)
+        )
