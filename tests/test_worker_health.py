@@ -288,4 +288,4 @@ async def test_a_version_1_database_is_migrated_to_hold_workers(tmp_path: Path) 
         assert queue.worker is not None and me.id == queue.worker.worker_id
     with closing(sqlite3.connect(db)) as conn:
         versions = conn.execute("SELECT version, name FROM omniq_schema_version").fetchall()
-    assert versions == [(1, "initial"), (2, "workers")]
+    assert versions == [(1, "initial"), (2, "workers"), (3, "schedules")]

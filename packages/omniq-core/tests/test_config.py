@@ -92,6 +92,7 @@ PARSED: list[tuple[str, str, Any]] = [
     ("OMNIQ_RETENTION", "3600", 3600.0),
     ("OMNIQ_EVENT_RETENTION", "7200", 7200.0),
     ("OMNIQ_EVENTS_ENABLED", "off", False),
+    ("OMNIQ_SCHEDULER_ENABLED", "no", False),
     ("OMNIQ_SECRET_KEY", "k3y", "k3y"),
     ("OMNIQ_DASHBOARD_ENABLED", "yes", True),
     ("OMNIQ_DASHBOARD_PORT", "9000", 9000),

@@ -101,6 +101,7 @@ async def test_schema_is_migrated_once_and_newer_schema_is_refused(
     assert raw_db("SELECT version, name FROM omniq_schema_version") == [
         (1, "initial"),
         (2, "workers"),
+        (3, "schedules"),
     ]
     assert raw_db("PRAGMA journal_mode") == [("wal",)]
     raw_db("INSERT INTO omniq_schema_version VALUES (99, 'future', 0)")

@@ -77,7 +77,7 @@ def test_processes_racing_to_create_a_new_file_migrate_once(tmp_path: Path) -> N
             async with b._writer.execute("SELECT version, name FROM omniq_schema_version") as cur:
                 return [tuple(r) for r in await cur.fetchall()]
 
-    assert asyncio.run(check()) == [(1, "initial"), (2, "workers")]
+    assert asyncio.run(check()) == [(1, "initial"), (2, "workers"), (3, "schedules")]
 
 
 def test_unclosed_backend_does_not_hang_process_exit(tmp_path: Path) -> None:

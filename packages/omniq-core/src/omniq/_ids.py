@@ -7,12 +7,13 @@ still sort in creation order, then 62 random bits. Lexicographic order of the te
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import threading
 import time
 
-__all__ = ["new_id"]
+__all__ = ["new_id", "tick_task_id"]
 
 _random = random.Random(os.urandom(16))  # uniqueness, not secrecy: no need for os.urandom per id
 
@@ -47,3 +48,18 @@ def new_id() -> str:
 def _format(value: int) -> str:
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def tick_task_id(schedule_id: str, tick: float, index: int = 0) -> str:
+    """The deterministic id of the task a schedule produces for ``tick`` (UUIDv7 layout).
+
+    The 48-bit millisecond timestamp is the tick's, so ids still sort by time; the other 74
+    bits come from SHA-256 of ``(schedule_id, tick, index)``. Every scheduler computes the same
+    id for the same tick, so enqueueing it twice stores one task.
+    """
+    digest = hashlib.sha256(f"{schedule_id}\x00{tick!r}\x00{index}".encode()).digest()
+    bits = int.from_bytes(digest[:10], "big")
+    counter = bits >> 68 & 0xFFF
+    rand = bits & ((1 << 62) - 1)
+    ms = max(0, int(tick * 1000)) & 0xFFFF_FFFF_FFFF
+    return _format(ms << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand)

@@ -108,6 +108,13 @@ class TaskQueue:
     worker_counts = _blocking(AsyncTaskQueue.worker_counts)
     list_events = _blocking(AsyncTaskQueue.list_events)
     list_workers = _blocking(AsyncTaskQueue.list_workers)
+    add_schedule = _blocking(AsyncTaskQueue.add_schedule)
+    get_schedule = _blocking(AsyncTaskQueue.get_schedule)
+    list_schedules = _blocking(AsyncTaskQueue.list_schedules)
+    pause_schedule = _blocking(AsyncTaskQueue.pause_schedule)
+    resume_schedule = _blocking(AsyncTaskQueue.resume_schedule)
+    remove_schedule = _blocking(AsyncTaskQueue.remove_schedule)
+    next_runs = _blocking(AsyncTaskQueue.next_runs)
 
     def _enqueue_with(
         self,

@@ -21,7 +21,15 @@ import msgspec
 
 from omniq.clock import Clock, SystemClock
 from omniq.errors import LeaseLostError
-from omniq.models import ErrorInfo, StoredResult, Task, TaskEvent, TaskState, WorkerInfo
+from omniq.models import (
+    ErrorInfo,
+    Schedule,
+    StoredResult,
+    Task,
+    TaskEvent,
+    TaskState,
+    WorkerInfo,
+)
 
 __all__ = [
     "OUTCOME_STATES",
@@ -32,7 +40,9 @@ __all__ = [
     "ClaimGroup",
     "check_claim_args",
     "claim_groups",
+    "decode_schedule_record",
     "decode_worker_record",
+    "encode_schedule_record",
     "encode_worker_record",
     "check_outcomes",
 ]
@@ -223,6 +233,36 @@ def decode_worker_record(data: bytes | memoryview) -> WorkerInfo:
         return _worker_decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise ValueError(f"not a worker record: {exc}") from None
+
+
+_schedule_encoder = msgspec.msgpack.Encoder()
+_schedule_decoder = msgspec.msgpack.Decoder(Schedule)
+
+
+def encode_schedule_record(schedule: Schedule) -> bytes:
+    """A schedule as msgpack bytes, for backends that store it as one value (checked to decode).
+
+    Raises:
+        ValueError: naming the schedule, when it cannot be stored.
+    """
+    try:
+        data = _schedule_encoder.encode(schedule)
+        _schedule_decoder.decode(data)
+    except (msgspec.ValidationError, msgspec.EncodeError, OverflowError, TypeError) as exc:
+        raise ValueError(f"schedule {schedule.id!r}: record cannot be stored: {exc}") from None
+    return data
+
+
+def decode_schedule_record(data: bytes | memoryview) -> Schedule:
+    """The :class:`~omniq.models.Schedule` of :func:`encode_schedule_record`'s bytes.
+
+    Raises:
+        ValueError: the bytes are not a schedule record (the message says why).
+    """
+    try:
+        return _schedule_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ValueError(f"not a schedule record: {exc}") from None
 
 
 class Backend(abc.ABC):
@@ -451,6 +491,56 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def remove_worker(self, worker_id: str) -> None:
         """Delete a worker's record (a worker stopping cleanly). An unknown id is not an error."""
+
+    # -- schedules -------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def put_schedule(self, schedule: Schedule) -> None:
+        """Create or replace the schedule ``schedule.id`` as a whole (atomically), every field
+        as given, ``next_run_at`` and ``paused`` included.
+
+        Keeping ``next_run_at`` when only cosmetic fields change is the engine's job (it reads
+        the stored schedule first); the backend stores what it is given.
+
+        Raises:
+            ValueError: when ``schedule`` holds a value of the wrong type (nothing is written).
+        """
+
+    @abc.abstractmethod
+    async def get_schedules(self, schedule_ids: Sequence[str]) -> list[Schedule | None]:
+        """Read schedules by id, in input order; ``None`` in the place of each unknown id.
+
+        ``next_run_at`` and ``last_run_at`` reflect every successful :meth:`fire_schedule`.
+        """
+
+    @abc.abstractmethod
+    async def list_schedules(self) -> list[Schedule]:
+        """Every stored schedule (paused ones included), sorted by id (code-point order).
+
+        A record that cannot be decoded is skipped (and logged)."""
+
+    @abc.abstractmethod
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        """Delete a schedule; ``True`` if it existed. Tasks it already produced are kept."""
+
+    @abc.abstractmethod
+    async def fire_schedule(
+        self, schedule_id: str, tick: float, next_tick: float | None, tasks: Sequence[Task]
+    ) -> bool:
+        """The exactly-once primitive of schedules: commit the due ``tick`` of a schedule.
+
+        Atomically, if the stored schedule exists, is not paused and its ``next_run_at`` equals
+        ``tick``: set ``next_run_at = next_tick`` (``None``: exhausted) and ``last_run_at =
+        tick``, enqueue ``tasks`` (as :meth:`enqueue`: idempotent by id) and return ``True``.
+        Otherwise write nothing and return ``False`` (another scheduler already committed this
+        tick, or the schedule changed meanwhile). Any number of concurrent callers with the
+        same ``tick`` get exactly one ``True``.
+
+        The engine gives ``tasks`` ids derived from ``(schedule_id, tick)`` (see
+        :func:`omniq._ids.tick_task_id`), so a backend that cannot commit the tick and enqueue in
+        one transaction stays exactly-once: it commits the tick first, and a crash before the
+        enqueue is repaired by the next caller re-enqueueing the same ids (see
+        ``docs/schedules.md``).
+        """
 
     # -- housekeeping ----------------------------------------------------------------------------
     @abc.abstractmethod

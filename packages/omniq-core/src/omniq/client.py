@@ -27,8 +27,18 @@ from omniq.errors import (
     ConfigError,
 )
 from omniq.logging import configure_logging
-from omniq.models import ErrorInfo, EventType, Task, TaskEvent, TaskState, WorkerInfo
+from omniq.models import (
+    ErrorInfo,
+    EventType,
+    MisfirePolicy,
+    Schedule,
+    Task,
+    TaskEvent,
+    TaskState,
+    WorkerInfo,
+)
 from omniq.plugins import configure_plugins
+from omniq.schedules._api import ScheduleManager
 from omniq.serialization import Serializer
 from omniq.worker import Worker, WorkerOptions
 
@@ -105,6 +115,7 @@ class AsyncTaskQueue:
         )
         self._tasks = TaskBuilder(self.settings, self.backend, self.serializer)
         self._results = ResultReader(self.backend, self.serializer)
+        self._schedules = ScheduleManager(self.backend, self._tasks)
         self.events = EventRecorder(self.backend, enabled=self.settings.events_enabled)
         self.worker: Worker | None = None
         if workers:
@@ -437,3 +448,121 @@ class AsyncTaskQueue:
         await self.open()
         await self.events.flush()
         return await self.backend.list_events(task_id=task_id, limit=limit)
+
+    # -- schedules ---------------------------------------------------------------------------
+    async def add_schedule(
+        self,
+        func: Callable[..., Any] | str,
+        *,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        at: datetime | float | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        id: str | None = None,
+        timezone: str = "UTC",
+        start_at: datetime | float | None = None,
+        end_at: datetime | float | None = None,
+        queue: str | None = None,
+        executor: str | None = None,
+        priority: int = 0,
+        jitter: float | timedelta = 0,
+        misfire: MisfirePolicy | str = "run_once",
+        misfire_limit: int = 100,
+    ) -> Schedule:
+        """Create or update (same ``id``) a schedule; every worker's scheduler runs it, exactly
+        one task per tick.
+
+        Args:
+            func: a module-level function or its import path ``"package.module:function"``.
+            cron: a 5- or 6-field cron expression, read in ``timezone``.
+            every: seconds (or a ``timedelta``) between runs.
+            at: one run at this aware ``datetime`` (or epoch seconds).
+            args, kwargs: the arguments of every run.
+            id: the schedule's name (default: the function's import path). Adding an existing id
+                updates that schedule; its next run is kept when the timing is unchanged.
+            timezone: IANA zone of ``cron`` and of :meth:`next_runs`'s datetimes.
+            start_at, end_at: aware datetimes (or epoch seconds) bounding the ticks.
+            queue, executor, priority: copied onto every task.
+            jitter: up to this many seconds (or a ``timedelta``) of delay added to each task.
+            misfire: ``run_once`` (default), ``skip`` or ``run_all``: what happens to ticks
+                missed while no scheduler ran.
+            misfire_limit: the most missed ticks ``run_all`` catches up.
+
+        Raises:
+            ConfigError: not exactly one of ``cron``/``every``/``at``, a naive datetime, an
+                invalid cron expression or value, or a function workers cannot import.
+        """
+        schedule = self._schedules.build(
+            func,
+            cron=cron,
+            every=every,
+            at=at,
+            args=args,
+            kwargs=kwargs,
+            id=id,
+            timezone=timezone,
+            start_at=start_at,
+            end_at=end_at,
+            queue=queue,
+            executor=executor,
+            priority=priority,
+            jitter=jitter,
+            misfire=misfire,
+            misfire_limit=misfire_limit,
+        )
+        await self.open()
+        stored = await self._schedules.upsert(schedule)
+        if self.worker is not None:
+            self.worker.wake_scheduler()
+        return stored
+
+    async def get_schedule(self, schedule_id: str) -> Schedule:
+        """The stored schedule.
+
+        Raises:
+            ScheduleNotFoundError: no such schedule.
+        """
+        await self.open()
+        return await self._schedules.get(schedule_id)
+
+    async def list_schedules(self) -> list[Schedule]:
+        """Every schedule of this storage (paused ones included), sorted by id."""
+        await self.open()
+        return await self.backend.list_schedules()
+
+    async def pause_schedule(self, schedule_id: str) -> Schedule:
+        """Stop a schedule producing tasks until :meth:`resume_schedule`.
+
+        Raises:
+            ScheduleNotFoundError: no such schedule.
+        """
+        await self.open()
+        return await self._schedules.set_paused(schedule_id, True)
+
+    async def resume_schedule(self, schedule_id: str) -> Schedule:
+        """Let a paused schedule produce tasks again (missed ticks run per its misfire policy).
+
+        Raises:
+            ScheduleNotFoundError: no such schedule.
+        """
+        await self.open()
+        stored = await self._schedules.set_paused(schedule_id, False)
+        if self.worker is not None:
+            self.worker.wake_scheduler()
+        return stored
+
+    async def remove_schedule(self, schedule_id: str) -> bool:
+        """Delete a schedule; ``True`` if it existed. Tasks it produced are kept."""
+        await self.open()
+        return await self._schedules.remove(schedule_id)
+
+    async def next_runs(self, schedule_id: str, n: int = 5) -> list[datetime]:
+        """The next ``n`` ticks as aware datetimes in the schedule's zone (fewer if it ends).
+
+        Raises:
+            ScheduleNotFoundError: no such schedule.
+            ConfigError: ``n`` is not between 1 and 1000.
+        """
+        await self.open()
+        return await self._schedules.next_runs(schedule_id, n)

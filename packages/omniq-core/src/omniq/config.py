@@ -323,6 +323,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     events_enabled: Annotated[
         bool, Meta(description="Record task events in the backend's event store.")
     ] = True
+    scheduler_enabled: Annotated[
+        bool,
+        Meta(
+            description=(
+                "Run the scheduler loop in every worker (schedules produce exactly one task per "
+                "tick however many workers run it)."
+            )
+        ),
+    ] = True
     secret_key: Annotated[
         str | None,
         Meta(

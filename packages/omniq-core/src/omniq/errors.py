@@ -32,6 +32,7 @@ __all__ = [
     "TaskCancelledError",
     "TaskFailedError",
     "TaskNotFoundError",
+    "ScheduleNotFoundError",
     "TaskTimeoutError",
     "WorkerLostError",
 ]
@@ -101,6 +102,14 @@ class LeaseLostError(OmniQError):
             + (" …" if len(self.task_ids) > 5 else "")
             + "; a newer attempt owns them, this outcome was not recorded"
         )
+
+
+class ScheduleNotFoundError(OmniQError, LookupError):
+    """No schedule with this id exists (never added, or removed)."""
+
+    def __init__(self, schedule_id: str) -> None:
+        self.schedule_id = schedule_id
+        super().__init__(f"no schedule with id {schedule_id!r}")
 
 
 class TaskNotFoundError(OmniQError, LookupError):

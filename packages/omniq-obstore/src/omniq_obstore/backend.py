@@ -29,8 +29,16 @@ from omniq.backend import (
     check_outcomes,
 )
 from omniq.clock import Clock
-from omniq.models import ErrorInfo, StoredResult, Task, TaskEvent, TaskState, WorkerInfo
-from omniq_obstore import _claiming, _ending, _housekeeping, _view, _workers
+from omniq.models import (
+    ErrorInfo,
+    Schedule,
+    StoredResult,
+    Task,
+    TaskEvent,
+    TaskState,
+    WorkerInfo,
+)
+from omniq_obstore import _claiming, _ending, _housekeeping, _schedules, _view, _workers
 from omniq_obstore import _keys as K
 from omniq_obstore._store import ImmutableCache, Store
 from omniq_obstore._url import StoreURL, cloud_store, parse_url
@@ -361,6 +369,34 @@ class ObjectStoreBackend(Backend):
         """Delete the worker's record; an unknown id is ignored."""
         await _workers.remove_worker(self._s(), worker_id)
 
+    # -- schedules -----------------------------------------------------------------------------
+    async def put_schedule(self, schedule: Schedule) -> None:
+        """Create or replace the definition object ``schedules/{escaped id}``.
+
+        Raises:
+            ValueError: when ``schedule`` holds a value of the wrong type (nothing is written).
+        """
+        await _schedules.put_schedule(self._s(), schedule)
+
+    async def get_schedules(self, schedule_ids: Sequence[str]) -> list[Schedule | None]:
+        """Schedules by id, folded with their newest tick marker; ``None`` for unknown ids."""
+        return await _schedules.get_schedules(self._s(), list(schedule_ids))
+
+    async def list_schedules(self) -> list[Schedule]:
+        """Every schedule (reads every definition and lists its tick markers), sorted by id."""
+        return await _schedules.list_schedules(self._s())
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        """Delete the definition and its tick markers; ``True`` if it existed."""
+        return await _schedules.delete_schedule(self._s(), schedule_id)
+
+    async def fire_schedule(
+        self, schedule_id: str, tick: float, next_tick: float | None, tasks: Sequence[Task]
+    ) -> bool:
+        """Commit ``tick`` by the create-if-absent of ``ticks/{S}/{tick}``, then enqueue
+        ``tasks`` (idempotent by their deterministic ids); see :mod:`omniq_obstore._schedules`."""
+        return await _schedules.fire_schedule(self._s(), schedule_id, tick, next_tick, tasks)
+
     # -- housekeeping --------------------------------------------------------------------------
     async def purge(self, *, finished_before: float, events_before: float) -> tuple[int, int]:
         """Delete terminal tasks finished before ``finished_before`` (all their objects and
@@ -371,6 +407,7 @@ class ObjectStoreBackend(Backend):
         Returns ``(tasks_deleted, events_deleted)``.
         """
         await _workers.purge_workers(self._s(), self.clock.now())
+        await _schedules.purge_ticks(self._s())
         return await _housekeeping.purge(
             self._s(),
             finished_before=finished_before,

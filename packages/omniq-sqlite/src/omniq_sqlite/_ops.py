@@ -18,10 +18,20 @@ from omniq.backend import (
     ClaimGroup,
     Outcome,
     TaskQuery,
+    decode_schedule_record,
     decode_worker_record,
+    encode_schedule_record,
     encode_worker_record,
 )
-from omniq.models import ErrorInfo, StoredResult, Task, TaskEvent, TaskState, WorkerInfo
+from omniq.models import (
+    ErrorInfo,
+    Schedule,
+    StoredResult,
+    Task,
+    TaskEvent,
+    TaskState,
+    WorkerInfo,
+)
 from omniq_sqlite._queries import MAX_UNION_QUEUES
 from omniq_sqlite._queries import QUERIES as Q
 from omniq_sqlite._rows import (
@@ -70,30 +80,35 @@ def _decode_all(rows: Sequence[Sequence[object]]) -> list[Task]:
 
 # -- tasks ------------------------------------------------------------------------------------
 def enqueue(conn: sqlite3.Connection, tasks: Sequence[Task]) -> list[Task]:
-    rows = [encode_task(t) for t in tasks]
     with write_transaction(conn):
-        if len(rows) > 1:
-            # Fast path: one executemany; if every row went in, the inputs are what is stored.
-            conn.execute("SAVEPOINT omniq_enqueue")
-            if conn.executemany(Q.insert_task, rows).rowcount == len(rows):
-                conn.execute("RELEASE omniq_enqueue")
-                return list(tasks)
-            conn.execute("ROLLBACK TO omniq_enqueue")
+        return _enqueue_rows(conn, tasks)
+
+
+def _enqueue_rows(conn: sqlite3.Connection, tasks: Sequence[Task]) -> list[Task]:
+    """Insert tasks (idempotent by id and key) inside the caller's write transaction."""
+    rows = [encode_task(t) for t in tasks]
+    if len(rows) > 1:
+        # Fast path: one executemany; if every row went in, the inputs are what is stored.
+        conn.execute("SAVEPOINT omniq_enqueue")
+        if conn.executemany(Q.insert_task, rows).rowcount == len(rows):
             conn.execute("RELEASE omniq_enqueue")
-        # Some inputs already exist: insert one by one to learn which, then read the others.
-        inserted = [conn.execute(Q.insert_task, row).rowcount == 1 for row in rows]
-        out: list[Task] = []
-        for task, was_inserted in zip(tasks, inserted, strict=True):
-            if was_inserted:
-                out.append(task)
-                continue
-            row = conn.execute(Q.get_task_by_id, (task.id,)).fetchone()
-            if row is None and task.idempotency_key is not None:
-                row = conn.execute(Q.get_task_by_key, (task.idempotency_key,)).fetchone()
-            if row is None:  # pragma: no cover - a constraint we do not know about
-                raise sqlite3.IntegrityError(f"task {task.id!r} was neither inserted nor found")
-            out.extend(_decode_all([row]))
-        return out
+            return list(tasks)
+        conn.execute("ROLLBACK TO omniq_enqueue")
+        conn.execute("RELEASE omniq_enqueue")
+    # Some inputs already exist: insert one by one to learn which, then read the others.
+    inserted = [conn.execute(Q.insert_task, row).rowcount == 1 for row in rows]
+    out: list[Task] = []
+    for task, was_inserted in zip(tasks, inserted, strict=True):
+        if was_inserted:
+            out.append(task)
+            continue
+        row = conn.execute(Q.get_task_by_id, (task.id,)).fetchone()
+        if row is None and task.idempotency_key is not None:
+            row = conn.execute(Q.get_task_by_key, (task.idempotency_key,)).fetchone()
+        if row is None:  # pragma: no cover - a constraint we do not know about
+            raise sqlite3.IntegrityError(f"task {task.id!r} was neither inserted nor found")
+        out.extend(_decode_all([row]))
+    return out
 
 
 def claim_params(
@@ -451,3 +466,82 @@ def purge_step(
         events = conn.execute(Q.purge_events, {**batch, "before": events_before}).rowcount
     more = max(len(ids), results, events) >= PURGE_BATCH
     return len(ids), events, more
+
+
+# -- schedules --------------------------------------------------------------------------------
+def encode_schedule(schedule: Schedule) -> dict[str, object]:
+    """The row of a schedule (encoded here, off the writer's thread).
+
+    Raises:
+        ValueError: when ``schedule`` holds a value of the wrong type.
+    """
+    return {
+        "id": schedule.id,
+        "next_run_at": schedule.next_run_at,
+        "paused": int(schedule.paused),
+        "record": encode_schedule_record(schedule),
+    }
+
+
+def put_schedule(conn: sqlite3.Connection, row: dict[str, object]) -> None:
+    with write_transaction(conn):
+        conn.execute(Q.put_schedule, row)
+
+
+def _decode_schedules(rows: Sequence[Sequence[Any]]) -> dict[str, Schedule]:
+    out: dict[str, Schedule] = {}
+    for schedule_id, record in rows:
+        try:
+            out[schedule_id] = decode_schedule_record(record)
+        except ValueError as exc:
+            log.warning("schedule record %r cannot be decoded (skipped): %s", schedule_id, exc)
+    return out
+
+
+def get_schedules(conn: sqlite3.Connection, ids: Sequence[str]) -> list[Schedule | None]:
+    found = _decode_schedules(conn.execute(Q.get_schedules, {"ids": json_list(ids)}).fetchall())
+    return [found.get(i) for i in ids]
+
+
+def list_schedules(conn: sqlite3.Connection) -> list[Schedule]:
+    return list(_decode_schedules(conn.execute(Q.list_schedules).fetchall()).values())
+
+
+def delete_schedule(conn: sqlite3.Connection, schedule_id: str) -> bool:
+    with write_transaction(conn):
+        return bool(conn.execute(Q.delete_schedule, {"id": schedule_id}).rowcount)
+
+
+def fire_schedule(
+    conn: sqlite3.Connection,
+    schedule_id: str,
+    tick: float,
+    next_tick: float | None,
+    tasks: Sequence[Task],
+) -> bool:
+    """Advance ``next_run_at`` from ``tick`` to ``next_tick`` and enqueue ``tasks``, in one
+    ``BEGIN IMMEDIATE`` transaction; ``False`` (nothing written) when ``next_run_at != tick``."""
+    params = {"id": schedule_id, "tick": tick}
+    # Lock-free probe: a scheduler that lost the race does not take the write lock.
+    if conn.execute(Q.get_schedule_for_fire, params).fetchone() is None:
+        return False
+    with write_transaction(conn):
+        row = conn.execute(Q.get_schedule_for_fire, params).fetchone()
+        if row is None:
+            return False
+        try:
+            schedule = decode_schedule_record(row[0])
+        except ValueError as exc:
+            log.warning("schedule record %r cannot be decoded (not fired): %s", schedule_id, exc)
+            return False
+        schedule.next_run_at = next_tick
+        schedule.last_run_at = tick
+        record = encode_schedule_record(schedule)
+        updated = conn.execute(
+            Q.advance_schedule, {**params, "next_run_at": next_tick, "record": record}
+        ).rowcount
+        if updated != 1:  # pragma: no cover - the row was checked in this transaction
+            return False
+        if tasks:
+            _enqueue_rows(conn, tasks)
+    return True

@@ -38,7 +38,15 @@ from omniq.backend import (
     claim_groups,
 )
 from omniq.clock import Clock
-from omniq.models import ErrorInfo, StoredResult, Task, TaskEvent, TaskState, WorkerInfo
+from omniq.models import (
+    ErrorInfo,
+    Schedule,
+    StoredResult,
+    Task,
+    TaskEvent,
+    TaskState,
+    WorkerInfo,
+)
 from omniq_sqlite import _ops, _schema
 from omniq_sqlite._url import (
     DEFAULT_BUSY_TIMEOUT_MS,
@@ -406,6 +414,37 @@ class SQLiteBackend(Backend):
     async def remove_worker(self, worker_id: str) -> None:
         """Delete a worker's record; an unknown id is ignored."""
         await self._write(_ops.remove_worker, worker_id)
+
+    # -- schedules -----------------------------------------------------------------------------
+    async def put_schedule(self, schedule: Schedule) -> None:
+        """Upsert a schedule (one row of ``omniq_schedules``, the record as msgpack).
+
+        Raises:
+            ValueError: when ``schedule`` holds a value of the wrong type (nothing is written).
+        """
+        await self._write(_ops.put_schedule, _ops.encode_schedule(schedule))
+
+    async def get_schedules(self, schedule_ids: Sequence[str]) -> list[Schedule | None]:
+        """Schedules by id; ``None`` for unknown (or undecodable) ids."""
+        if not schedule_ids:
+            return []
+        return await self._read(_ops.get_schedules, list(schedule_ids))
+
+    async def list_schedules(self) -> list[Schedule]:
+        """Every schedule, sorted by id; undecodable records are skipped."""
+        return await self._read(_ops.list_schedules)
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        """Delete a schedule's row; ``True`` if it existed."""
+        return await self._write(_ops.delete_schedule, schedule_id)
+
+    async def fire_schedule(
+        self, schedule_id: str, tick: float, next_tick: float | None, tasks: Sequence[Task]
+    ) -> bool:
+        """Commit ``tick`` (see :meth:`Backend.fire_schedule`) in one ``BEGIN IMMEDIATE``
+        transaction: the guarded ``UPDATE … WHERE next_run_at = :tick`` and the enqueue of
+        ``tasks`` commit together or not at all."""
+        return await self._write(_ops.fire_schedule, schedule_id, tick, next_tick, list(tasks))
 
     # -- housekeeping --------------------------------------------------------------------------
     async def purge(self, *, finished_before: float, events_before: float) -> tuple[int, int]:

@@ -1,7 +1,9 @@
-"""Schedules: when cron, interval and one-shot schedules fire (see ``docs/schedules.md``)."""
+"""Schedules: recurring (cron, interval) and one-shot rules that produce tasks, and when they
+fire (see ``docs/schedules.md``)."""
 
 from __future__ import annotations
 
+from omniq.schedules._scheduler import SCHEDULE_HEADER, Scheduler, TaskDefaults, build_tick_tasks
 from omniq.schedules._timing import (
     due_ticks,
     next_fire_after,
@@ -10,4 +12,14 @@ from omniq.schedules._timing import (
     validate_schedule,
 )
 
-__all__ = ["due_ticks", "next_fire_after", "next_fires", "to_epoch", "validate_schedule"]
+__all__ = [
+    "SCHEDULE_HEADER",
+    "Scheduler",
+    "TaskDefaults",
+    "build_tick_tasks",
+    "due_ticks",
+    "next_fire_after",
+    "next_fires",
+    "to_epoch",
+    "validate_schedule",
+]

@@ -25,7 +25,7 @@ from functools import lru_cache
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterError, croniter  # type: ignore[import-untyped]
+from croniter import CroniterError, croniter
 
 from omniq.errors import ConfigError
 from omniq.models import MisfirePolicy, Schedule, ScheduleKind

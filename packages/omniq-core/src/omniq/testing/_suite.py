@@ -11,6 +11,7 @@ from omniq.testing._clients import ClientConformance
 from omniq.testing._fixtures import MakeTask
 from omniq.testing._leases import LeaseConformance
 from omniq.testing._records import RecordConformance
+from omniq.testing._schedules import ScheduleConformance
 from omniq.testing._support import claim
 from omniq.testing._workers import WorkerConformance
 
@@ -18,7 +19,12 @@ __all__ = ["BackendConformance"]
 
 
 class BackendConformance(
-    ClaimConformance, LeaseConformance, RecordConformance, WorkerConformance, ClientConformance
+    ClaimConformance,
+    LeaseConformance,
+    RecordConformance,
+    WorkerConformance,
+    ClientConformance,
+    ScheduleConformance,
 ):
     """Subclass this in your backend's tests and give it the URL of a fresh store::
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from omniq.config import Settings
+from omniq.schedules._scheduler import TaskDefaults
 
 __all__ = ["WorkerOptions"]
 
@@ -27,6 +28,8 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
             expires after three of them.
         breaker_threshold: consecutive store failures that open the worker's circuit breaker.
         breaker_max_backoff: longest wait, in seconds, of an open breaker before it probes.
+        scheduler: run the scheduler loop (tasks of due schedules) in this worker.
+        task_defaults: retries, retry delay, timeout and result TTL of scheduled tasks.
     """
 
     queues: tuple[str, ...] = ("default",)
@@ -41,6 +44,8 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
     heartbeat: float = 5.0
     breaker_threshold: int = 5
     breaker_max_backoff: float = 30.0
+    scheduler: bool = True
+    task_defaults: TaskDefaults = TaskDefaults()
 
     @classmethod
     def from_settings(
@@ -60,4 +65,6 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
             heartbeat=settings.worker_heartbeat,
             breaker_threshold=settings.breaker_threshold,
             breaker_max_backoff=settings.breaker_max_backoff,
+            scheduler=settings.scheduler_enabled,
+            task_defaults=TaskDefaults.from_settings(settings),
         )

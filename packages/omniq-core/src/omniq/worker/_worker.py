@@ -42,6 +42,7 @@ from omniq.errors import (
 )
 from omniq.executors import Call, Executor
 from omniq.models import WORKER_COUNTERS, ErrorInfo, EventType, Task
+from omniq.schedules import Scheduler
 from omniq.serialization import Serializer, error_info
 from omniq.worker import _outcomes
 from omniq.worker._breaker import CircuitBreaker, CircuitOpenError
@@ -119,6 +120,15 @@ class Worker(LeaseKeeping, HealthReporting):
         self._stopping = False  # no more claims
         self._drained = False  # no more outcomes will come: the exchange loop may end
         self._started = False
+        self.scheduler: Scheduler | None = None
+        if options.scheduler:
+            self.scheduler = Scheduler(
+                backend,
+                defaults=options.task_defaults,
+                poll_interval=options.poll_interval,
+                on_fired=self._scheduled,
+            )
+        self._scheduling: asyncio.Task[None] | None = None
         self._init_health()
         # One breaker for every call the loops make to this backend (see _breaker.py).
         self._breaker = CircuitBreaker(
@@ -143,6 +153,10 @@ class Worker(LeaseKeeping, HealthReporting):
             (self._janitor_loop(), "janitor"),
         ):
             self._loops.append(asyncio.create_task(coro, name=f"omniq-worker-{name}"))
+        if self.scheduler is not None:
+            self._scheduling = asyncio.create_task(
+                self.scheduler.run(), name="omniq-worker-scheduler"
+            )
         await self._start_health()
         log.info(
             "worker %s started: queues=%s executors=%s",
@@ -160,6 +174,17 @@ class Worker(LeaseKeeping, HealthReporting):
         """Make the exchange loop poll now (called on in-process enqueue)."""
         self._wake.set()
 
+    def wake_scheduler(self) -> None:
+        """Make the scheduler loop look at the schedules now (one was added or resumed)."""
+        if self.scheduler is not None:
+            self.scheduler.wake()
+
+    def _scheduled(self, tasks: list[Task]) -> None:
+        """The scheduler enqueued ``tasks`` (a tick it won): record them and claim now."""
+        for task in tasks:
+            self._events.record(task, EventType.ENQUEUED, detail="scheduled")
+        self._wake.set()
+
     async def stop(self, grace: float | None = None) -> None:
         """Stop gracefully: stop claiming, let running tasks finish within ``grace`` seconds,
         then cancel the rest and release their leases so another worker takes them at once.
@@ -171,6 +196,11 @@ class Worker(LeaseKeeping, HealthReporting):
             return
         self._stopping = True
         self._wake.set()
+        if self._scheduling is not None:  # a stopping worker fires no more ticks
+            self._scheduling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scheduling
+            self._scheduling = None
         self._health_now()  # the record says "stopping" at once
         # A round in flight may still claim: its tasks start and are drained like the others.
         await self._round_done()

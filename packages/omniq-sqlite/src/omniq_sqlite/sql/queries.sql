@@ -275,3 +275,29 @@ SELECT id, record FROM omniq_workers WHERE expires_at > :now ORDER BY id
 
 -- name: delete_worker
 DELETE FROM omniq_workers WHERE id = :id
+
+-- ---------------------------------------------------------------------------------------------
+-- schedules (the record is msgpack bytes of omniq.models.Schedule)
+
+-- name: put_schedule
+INSERT INTO omniq_schedules (id, next_run_at, paused, record)
+VALUES (:id, :next_run_at, :paused, :record)
+ON CONFLICT (id) DO UPDATE SET
+    next_run_at = excluded.next_run_at, paused = excluded.paused, record = excluded.record
+
+-- name: get_schedules
+SELECT id, record FROM omniq_schedules WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- name: list_schedules
+SELECT id, record FROM omniq_schedules ORDER BY id
+
+-- name: delete_schedule
+DELETE FROM omniq_schedules WHERE id = :id
+
+-- name: get_schedule_for_fire
+-- fire_schedule's check, inside its write transaction: only this tick of an unpaused schedule.
+SELECT record FROM omniq_schedules WHERE id = :id AND paused = 0 AND next_run_at = :tick
+
+-- name: advance_schedule
+UPDATE omniq_schedules SET next_run_at = :next_run_at, record = :record
+WHERE id = :id AND paused = 0 AND next_run_at = :tick
