@@ -108,6 +108,10 @@ class TaskQueue:
     worker_counts = _blocking(AsyncTaskQueue.worker_counts)
     list_events = _blocking(AsyncTaskQueue.list_events)
     list_workers = _blocking(AsyncTaskQueue.list_workers)
+    list_dead = _blocking(AsyncTaskQueue.list_dead)
+    requeue_dead = _blocking(AsyncTaskQueue.requeue_dead)
+    requeue_dead_all = _blocking(AsyncTaskQueue.requeue_dead_all)
+    purge_dead = _blocking(AsyncTaskQueue.purge_dead)
 
     def _enqueue_with(
         self,

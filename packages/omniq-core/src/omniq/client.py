@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, Unpack, overload
 
+from omniq._dead import DeadLetters
 from omniq._decorator import AsyncTaskFunction
 from omniq._defaults import DEFAULT, Default
 from omniq._events import EventRecorder
@@ -43,7 +44,7 @@ R = TypeVar("R")
 _MAX_POLL = 0.2
 
 
-class AsyncTaskQueue:
+class AsyncTaskQueue(DeadLetters):
     """Enqueue tasks, read results, and (by default) run tasks in this process.
 
     Args:

@@ -12,6 +12,7 @@ import logging
 import traceback
 from dataclasses import dataclass
 
+from omniq._dead import purge_knows_failed_before
 from omniq._events import EventRecorder
 from omniq.backend import Backend
 from omniq.errors import LeaseLostError
@@ -23,6 +24,7 @@ __all__ = ["LEASE_LOST", "SHUTDOWN", "STOP_CANCELLED", "LeaseKeeping", "Run"]
 log = logging.getLogger("omniq.worker")
 
 _PURGE_EVERY = 60.0
+
 
 # Why the worker itself stopped a running attempt.
 STOP_CANCELLED, LEASE_LOST, SHUTDOWN = "cancelled", "lease_lost", "shutdown"
@@ -140,10 +142,17 @@ class LeaseKeeping:
                 if since_purge >= _PURGE_EVERY:
                     since_purge = 0.0
                     now = self.backend.clock.now()
-                    await self.backend.purge(
-                        finished_before=now - self.options.retention,
-                        events_before=now - self.options.event_retention,
-                    )
+                    if purge_knows_failed_before(self.backend):
+                        await self.backend.purge(
+                            finished_before=now - self.options.retention,
+                            events_before=now - self.options.event_retention,
+                            failed_before=now - self.options.dead_retention,
+                        )
+                    else:  # a backend written before OMNIQ_DEAD_RETENTION existed
+                        await self.backend.purge(
+                            finished_before=now - self.options.retention,
+                            events_before=now - self.options.event_retention,
+                        )
             except Exception as exc:
                 log.warning("janitor: %s: %s", type(exc).__name__, exc)
                 log.debug("janitor traceback:\n%s", traceback.format_exc())
