@@ -173,11 +173,13 @@ class DeadLetterConformance:
             retry_max_delay=1000,
             retry_jitter=False,
         )
-        delays = []
+        delays: list[float] = []
         for run in range(1, 4):
-            task = await _wait_for(
-                client, task_id, lambda t, r=run: t.state is TaskState.SCHEDULED and t.attempt == r
-            )
+
+            def retrying(t: Task, run: int = run) -> bool:
+                return t.state is TaskState.SCHEDULED and t.attempt == run
+
+            task = await _wait_for(client, task_id, retrying)
             delays.append(task.run_at - omniq_clock.now())  # the clock stands still meanwhile
             omniq_clock.advance(task.run_at - omniq_clock.now())
         assert delays == pytest.approx([10.0, 20.0, 40.0])
