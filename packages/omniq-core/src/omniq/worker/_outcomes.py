@@ -93,9 +93,10 @@ def failure(
             detail,
         )
     else:
-        why = "no retries left" if decision is None or decision.retry else decision.why
         if decision is None:
             why = "not retryable"
+        else:
+            why = decision.why if not decision.retry else "no retries left"
         log.warning(
             "task %s (%s) failed after %d run(s) (%s): %s",
             task.id,
