@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
 from omniq._defaults import DEFAULT, Default
+from omniq._retrying import check_backoff, exception_paths
 from omniq.errors import ConfigError
 from omniq.plugins._registry import check_executor_name
 
@@ -66,6 +67,11 @@ class TaskOptionsArgs(TypedDict, total=False):
     timeout: float | Default | None
     retries: int | Default
     retry_delay: float | timedelta | None
+    retry_backoff: float | None
+    retry_max_delay: float | timedelta | None
+    retry_jitter: bool | None
+    retry_on: Sequence[type[BaseException] | str] | None
+    give_up_on: Sequence[type[BaseException] | str] | None
     result_ttl: float | timedelta | Default | None
     idempotency_key: str | None
     executor: str | None
@@ -90,6 +96,11 @@ class TaskOptions:
     timeout: float | Default | None = DEFAULT
     retries: int | Default = DEFAULT
     retry_delay: float | timedelta | None = None
+    retry_backoff: float | None = None
+    retry_max_delay: float | timedelta | None = None
+    retry_jitter: bool | None = None
+    retry_on: Sequence[type[BaseException] | str] | None = None
+    give_up_on: Sequence[type[BaseException] | str] | None = None
     result_ttl: float | timedelta | Default | None = DEFAULT
     idempotency_key: str | None = None
     executor: str | None = None
@@ -111,6 +122,14 @@ class TaskOptions:
             _check_int("retries", self.retries, 0, _MAX_RETRIES)
         if self.retry_delay is not None:
             check_seconds("retry_delay", self.retry_delay)
+        if self.retry_backoff is not None:
+            check_backoff(self.retry_backoff)
+        if self.retry_max_delay is not None:
+            check_seconds("retry_max_delay", self.retry_max_delay)
+        if self.retry_jitter is not None and not isinstance(self.retry_jitter, bool):
+            raise TypeError(f"retry_jitter must be a bool, got {self.retry_jitter!r}")
+        exception_paths(self.retry_on, "retry_on")
+        exception_paths(self.give_up_on, "give_up_on")
         if self.result_ttl is not DEFAULT:
             try:
                 check_seconds("result_ttl", self.result_ttl, allow_none=True)

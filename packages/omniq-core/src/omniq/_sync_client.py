@@ -115,6 +115,10 @@ class TaskQueue:
     resume_schedule = _blocking(AsyncTaskQueue.resume_schedule)
     remove_schedule = _blocking(AsyncTaskQueue.remove_schedule)
     next_runs = _blocking(AsyncTaskQueue.next_runs)
+    list_dead = _blocking(AsyncTaskQueue.list_dead)
+    requeue_dead = _blocking(AsyncTaskQueue.requeue_dead)
+    requeue_dead_all = _blocking(AsyncTaskQueue.requeue_dead_all)
+    purge_dead = _blocking(AsyncTaskQueue.purge_dead)
 
     def _enqueue_with(
         self,

@@ -17,6 +17,7 @@ from omniq._functions import (
 )
 from omniq._ids import new_id
 from omniq._options import TaskOptions, check_seconds
+from omniq._retrying import check_backoff, exception_paths
 from omniq.backend import Backend
 from omniq.config import Settings
 from omniq.errors import ConfigError, NotSupportedError, SerializationError
@@ -131,6 +132,9 @@ class TaskBuilder:
         result_ttl = s.result_ttl if options.result_ttl is DEFAULT else options.result_ttl
         timeout = s.task_timeout if options.timeout is DEFAULT else options.timeout
         retry_delay = s.retry_delay if options.retry_delay is None else options.retry_delay
+        max_delay = (
+            s.retry_max_delay if options.retry_max_delay is None else options.retry_max_delay
+        )
         return Task(
             id=new_id(),
             func=path,
@@ -144,6 +148,13 @@ class TaskBuilder:
             state=TaskState.SCHEDULED if run_at > now else TaskState.PENDING,
             max_retries=s.retry_attempts if options.retries is DEFAULT else options.retries,
             retry_delay=check_seconds("retry_delay", retry_delay),
+            retry_backoff=s.retry_backoff
+            if options.retry_backoff is None
+            else check_backoff(options.retry_backoff),
+            retry_max_delay=check_seconds("retry_max_delay", max_delay),
+            retry_jitter=s.retry_jitter if options.retry_jitter is None else options.retry_jitter,
+            retry_on=exception_paths(options.retry_on, "retry_on"),
+            give_up_on=exception_paths(options.give_up_on, "give_up_on") or (),
             timeout=check_seconds("timeout", timeout, allow_zero=False, allow_none=True),
             result_ttl=check_seconds("result_ttl", result_ttl, allow_none=True),
             idempotency_key=options.idempotency_key,

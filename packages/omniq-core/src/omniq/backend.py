@@ -443,6 +443,18 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def requeue(self, task_ids: Sequence[str], *, now: float | None = None) -> list[Task]:
+        """Put failed (dead) tasks back in their queue; returns the requeued tasks, in input
+        order (duplicates once).
+
+        Only a ``failed`` task changes: it becomes ``pending`` with ``run_at = now`` (the
+        backend's clock when ``None``), ``error``, ``finished_at`` and ``lease_expires_at``
+        cleared, ``attempt`` kept (fencing tokens never repeat) and ``released = attempt``, so
+        ``runs_used`` restarts at 0: a fresh retry budget. Other states and unknown ids are
+        ignored (so a second call is a no-op: idempotent). Atomic per task.
+        """
+
+    @abc.abstractmethod
     async def get_tasks(self, task_ids: Sequence[str]) -> list[Task | None]:
         """Read tasks by id; ``None`` in the place of each unknown id."""
 
@@ -544,10 +556,19 @@ class Backend(abc.ABC):
 
     # -- housekeeping ----------------------------------------------------------------------------
     @abc.abstractmethod
-    async def purge(self, *, finished_before: float, events_before: float) -> tuple[int, int]:
+    async def purge(
+        self,
+        *,
+        finished_before: float,
+        events_before: float,
+        failed_before: float | None = None,
+    ) -> tuple[int, int]:
         """Delete terminal tasks finished before ``finished_before`` (with their results), every
         expired result, events older than ``events_before``, and every worker record whose
         ``expires_at <= now`` (a dead worker's).
+
+        ``failed`` tasks (the dead-letter queue) use ``failed_before`` instead, when given
+        (``OMNIQ_DEAD_RETENTION``); ``None`` means ``finished_before``.
 
         Returns ``(tasks_deleted, events_deleted)``.
         """

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, Unpack, overload
 
+from omniq._dead import DeadLetters
 from omniq._decorator import AsyncTaskFunction
 from omniq._defaults import DEFAULT, Default
 from omniq._events import EventRecorder
@@ -53,7 +54,7 @@ R = TypeVar("R")
 _MAX_POLL = 0.2
 
 
-class AsyncTaskQueue:
+class AsyncTaskQueue(DeadLetters):
     """Enqueue tasks, read results, and (by default) run tasks in this process.
 
     Args:
@@ -215,7 +216,12 @@ class AsyncTaskQueue:
         priority: int = 0,
         timeout: float | Default | None = DEFAULT,
         retries: int | Default = DEFAULT,
-        retry_delay: float | None = None,
+        retry_delay: float | timedelta | None = None,
+        retry_backoff: float | None = None,
+        retry_max_delay: float | timedelta | None = None,
+        retry_jitter: bool | None = None,
+        retry_on: Sequence[type[BaseException] | str] | None = None,
+        give_up_on: Sequence[type[BaseException] | str] | None = None,
         result_ttl: float | Default | None = DEFAULT,
         idempotency_key: str | None = None,
         executor: str | None = None,
@@ -234,7 +240,15 @@ class AsyncTaskQueue:
             timeout: seconds one run may take; ``None`` for no limit; default ``OMNIQ_TASK_TIMEOUT``.
             retries: how often a failure is retried (the task runs at most ``retries + 1`` times);
                 default ``OMNIQ_RETRY_ATTEMPTS``.
-            retry_delay: seconds before each retry; default ``OMNIQ_RETRY_DELAY``.
+            retry_delay: base seconds before a retry; default ``OMNIQ_RETRY_DELAY``. Retry
+                ``k`` waits ``min(retry_max_delay, retry_delay * retry_backoff ** (k - 1))``,
+                or with ``retry_jitter`` a uniform random time between 0 and that.
+            retry_backoff: delay multiplier per retry; default ``OMNIQ_RETRY_BACKOFF``.
+            retry_max_delay: cap of one retry delay; default ``OMNIQ_RETRY_MAX_DELAY``.
+            retry_jitter: "full jitter"; default ``OMNIQ_RETRY_JITTER``.
+            retry_on: retry only these exceptions (classes or import paths, subclasses
+                included); default: every exception.
+            give_up_on: never retry these exceptions (they fail the task at once).
             result_ttl: seconds to keep the result; ``None`` forever, ``0`` not at all; default
                 ``OMNIQ_RESULT_TTL``.
             idempotency_key: while a task with this key exists, enqueueing again returns its id.
@@ -254,6 +268,11 @@ class AsyncTaskQueue:
             timeout=timeout,
             retries=retries,
             retry_delay=retry_delay,
+            retry_backoff=retry_backoff,
+            retry_max_delay=retry_max_delay,
+            retry_jitter=retry_jitter,
+            retry_on=retry_on,
+            give_up_on=give_up_on,
             result_ttl=result_ttl,
             idempotency_key=idempotency_key,
             executor=executor,
@@ -275,7 +294,12 @@ class AsyncTaskQueue:
         priority: int = 0,
         timeout: float | Default | None = DEFAULT,
         retries: int | Default = DEFAULT,
-        retry_delay: float | None = None,
+        retry_delay: float | timedelta | None = None,
+        retry_backoff: float | None = None,
+        retry_max_delay: float | timedelta | None = None,
+        retry_jitter: bool | None = None,
+        retry_on: Sequence[type[BaseException] | str] | None = None,
+        give_up_on: Sequence[type[BaseException] | str] | None = None,
         result_ttl: float | Default | None = DEFAULT,
         executor: str | None = None,
         headers: Mapping[str, str] | None = None,
@@ -293,6 +317,11 @@ class AsyncTaskQueue:
             timeout=timeout,
             retries=retries,
             retry_delay=retry_delay,
+            retry_backoff=retry_backoff,
+            retry_max_delay=retry_max_delay,
+            retry_jitter=retry_jitter,
+            retry_on=retry_on,
+            give_up_on=give_up_on,
             result_ttl=result_ttl,
             executor=executor,
             headers=headers,

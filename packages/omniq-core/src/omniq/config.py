@@ -234,8 +234,40 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         ),
     ] = 3
     retry_delay: Annotated[
-        float, Meta(ge=0, description="Default delay before a retry.", extra=_SECONDS)
+        float,
+        Meta(
+            ge=0,
+            description=(
+                "Default base delay before a retry: the first retry waits up to this long, "
+                "each later one `retry_backoff` times longer (see docs/retries.md)."
+            ),
+            extra=_SECONDS,
+        ),
     ] = 1.0
+    retry_backoff: Annotated[
+        float,
+        Meta(
+            ge=1,
+            le=1000,
+            description=(
+                "Default multiplier of the retry delay from one retry to the next "
+                "(1: a fixed delay)."
+            ),
+        ),
+    ] = 2.0
+    retry_max_delay: Annotated[
+        float,
+        Meta(ge=0, description="Default cap of one retry delay.", extra=_SECONDS),
+    ] = 3600.0
+    retry_jitter: Annotated[
+        bool,
+        Meta(
+            description=(
+                'Default "full jitter": each retry waits a random time between 0 and its '
+                "backed-off delay, so failing tasks do not retry in lockstep."
+            )
+        ),
+    ] = True
     result_ttl: Annotated[
         Annotated[float, Meta(ge=0)] | None,
         Meta(
@@ -316,6 +348,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         float,
         Meta(gt=0, description="How long finished tasks are kept before purge.", extra=_SECONDS),
     ] = 604_800.0
+    dead_retention: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description=(
+                "How long failed tasks (the dead-letter queue) are kept before purge, "
+                "instead of `retention`."
+            ),
+            extra=_SECONDS,
+        ),
+    ] = 2_592_000.0
     event_retention: Annotated[
         float,
         Meta(gt=0, description="How long recorded events are kept.", extra=_SECONDS),

@@ -6,7 +6,9 @@ failure carry data (type path, message, traceback text), never pickles.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -27,6 +29,7 @@ __all__ = [
     "ResultExpiredError",
     "ResultNotStoredError",
     "ResultTimeoutError",
+    "Retry",
     "SerializationError",
     "SignatureError",
     "TaskCancelledError",
@@ -199,3 +202,38 @@ class CallFailedError(OmniQError):
 
 class WorkerLostError(OmniQError):
     """Recorded when a task's worker died or vanished and its lease expired."""
+
+
+class Retry(OmniQError):
+    """Raise from a task to have it retried, whatever its ``retry_on``/``give_up_on``.
+
+    The retry still counts as a run and is bounded by the task's ``retries``: once none are left
+    the task ends ``failed`` like after any error.
+
+    Args:
+        delay: seconds (or a ``timedelta``) before the retry; ``None`` uses the task's backoff.
+        reason: free text stored as the error message of this run.
+
+    Example::
+
+        @queue.task(retries=5)
+        def poll(url):
+            if not ready(url):
+                raise omniq.Retry(delay=30, reason="not ready yet")
+    """
+
+    def __init__(self, delay: float | timedelta | None = None, reason: str = "") -> None:
+        if isinstance(delay, timedelta):
+            delay = delay.total_seconds()
+        if delay is not None:
+            if isinstance(delay, bool) or not isinstance(delay, int | float):
+                raise TypeError(f"Retry delay must be a number of seconds, got {delay!r}")
+            if not math.isfinite(delay) or delay < 0:
+                raise ConfigError(f"Retry delay={delay!r}: must be finite seconds >= 0")
+            delay = float(delay)
+        self.delay: float | None = delay
+        self.reason = reason
+        super().__init__(reason or "retry requested")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.delay, self.reason))

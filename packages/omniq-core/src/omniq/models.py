@@ -70,6 +70,8 @@ class EventType(enum.StrEnum):
     """The worker holding the task stopped heartbeating (killed, frozen, network cut)."""
     RELEASED = "released"
     """A worker shutting down gave the task back unfinished, without counting an attempt."""
+    REQUEUED = "requeued"
+    """A failed (dead) task was put back in its queue by hand, with a fresh retry budget."""
 
 
 class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,9 +106,18 @@ class Task(msgspec.Struct, kw_only=True):
         created_at: when it was enqueued (seconds since the epoch).
         attempt: how many times it has been claimed; also the fencing token of the current lease.
         max_retries: how many times a failure is retried; the task runs at most ``max_retries + 1`` times.
-        retry_delay: seconds to wait before a retry (stamped at enqueue from
+        retry_delay: base seconds to wait before a retry (stamped at enqueue from
             ``OMNIQ_RETRY_DELAY`` when not given; ``None`` only in records written by hand, for
             which the worker's setting applies).
+        retry_backoff: multiplier of the delay from one retry to the next
+            (``OMNIQ_RETRY_BACKOFF``); ``None``: the worker's setting.
+        retry_max_delay: cap of one retry delay in seconds (``OMNIQ_RETRY_MAX_DELAY``);
+            ``None``: the worker's setting.
+        retry_jitter: "full jitter" (a random delay between 0 and the backed-off one)
+            (``OMNIQ_RETRY_JITTER``); ``None``: the worker's setting.
+        retry_on: type paths of the exceptions that are retried (subclasses included);
+            ``None``: every exception.
+        give_up_on: type paths of exceptions that are never retried (subclasses included).
         timeout: seconds one run may take, or ``None`` for no limit.
         result_ttl: seconds to keep the result; ``None`` forever, ``0`` not at all.
         idempotency_key: while a task with this key exists, enqueueing another returns it instead.
@@ -146,6 +157,11 @@ class Task(msgspec.Struct, kw_only=True):
     cancel_requested: bool = False
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     released: int = 0
+    retry_backoff: float | None = None
+    retry_max_delay: float | None = None
+    retry_jitter: bool | None = None
+    retry_on: tuple[str, ...] | None = None
+    give_up_on: tuple[str, ...] = ()
 
     @property
     def runs_used(self) -> int:

@@ -22,7 +22,7 @@ from omniq_obstore._claiming import Held, write_due
 from omniq_obstore._store import Store
 from omniq_obstore._view import load
 
-__all__ = ["cancel", "extend", "finish", "release", "requeue_expired"]
+__all__ = ["cancel", "extend", "finish", "release", "requeue", "requeue_expired"]
 
 log = logging.getLogger("omniq.backend.obstore")
 
@@ -280,3 +280,47 @@ async def _cancel_one(store: Store, task_id: str, error: ErrorInfo, now: float) 
             return R.snapshot(t, tomb, n - 1)
         # Slot n was just taken by a claimer (now running, cancel requested) or another cancel.
     return view.task
+
+
+# -- requeue (dead-letter queue) ---------------------------------------------------------------
+async def requeue(store: Store, task_ids: Sequence[str], now: float) -> list[Task | None]:
+    """Put failed tasks back; each requeued task as it now is, ``None`` for the others."""
+    return await store.gather(_requeue_one(store, i, now) for i in task_ids)
+
+
+async def _requeue_one(store: Store, task_id: str, now: float) -> Task | None:
+    """A failed task whose last attempt ``n`` ended gets ``requeue-n`` (create-if-absent, so
+    one requeue wins): a snapshot ``pending`` at ``now``, error cleared, ``released = n`` (a
+    fresh retry budget); then attempt ``n + 1`` is made claimable. A crash before the due
+    entry is written is repaired by ``purge`` like any missing index entry."""
+    tid = K.component(task_id)
+    view = await load(store, tid)
+    if (
+        view is None
+        or view.problem is not None
+        or view.spec is None
+        or view.slot is None
+        or view.end is None
+        or view.task.state != TaskState.FAILED
+        or f"requeue-{view.slot:08d}" in view.names
+    ):
+        return None
+    n = view.slot
+    if "cancel" in view.names:  # a cancel asked for during the failed run must not carry over
+        await store.delete([K.task_key(tid, "cancel")])
+    marker = R.end_marker(
+        R.REQUEUED,
+        view.task,
+        state=TaskState.PENDING,
+        run_at=now,
+        finished_at=None,
+        error=None,
+        released=n,
+        cancel_requested=False,
+    )
+    data = R.encode(marker)
+    key = K.task_key(tid, "requeue", n)
+    if not await store.create(key, data):
+        return None  # another requeue won
+    store.remember(key, marker, len(data))
+    return await _requeued(store, tid, R.snapshot(view.spec, marker, n), n, now)

@@ -133,7 +133,12 @@ async def list_tasks(store: Store, query: TaskQuery) -> list[Task]:
 
 # -- purge -------------------------------------------------------------------------------------
 async def purge(
-    store: Store, *, finished_before: float, events_before: float, now: float
+    store: Store,
+    *,
+    finished_before: float,
+    events_before: float,
+    now: float,
+    failed_before: float | None = None,
 ) -> tuple[int, int]:
     """Delete old terminal tasks, expired results and old event batches; repair indexes."""
     # Index entries first, tasks second: an entry is written after its task's spec, so every
@@ -151,7 +156,13 @@ async def purge(
     dirs = await scan(store)
     done = await store.gather(
         _purge_task(
-            store, tid, names, due.get(tid, set()), running.get(tid, set()), finished_before, now
+            store,
+            tid,
+            names,
+            due.get(tid, set()),
+            running.get(tid, set()),
+            (finished_before, finished_before if failed_before is None else failed_before),
+            now,
         )
         for tid, names in dirs.items()
     )
@@ -167,7 +178,7 @@ async def _purge_task(
     names: set[str],
     due: set[str],
     running: set[str],
-    before: float,
+    cutoffs: tuple[float, float],
     now: float,
 ) -> int:
     view = await load(store, tid, names)
@@ -176,6 +187,7 @@ async def _purge_task(
         await store.delete(keys)
         return 0
     finished = await _finished_at(store, view)
+    before = cutoffs[1] if view.task.state == TaskState.FAILED else cutoffs[0]
     if finished is not None and finished < before:
         spec = view.spec
         if spec is not None and spec.idempotency_key is not None:

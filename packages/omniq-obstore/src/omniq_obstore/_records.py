@@ -51,6 +51,7 @@ FINISHED = "finish"
 EXPIRED = "expired"
 RELEASED = "released"
 UNDECODABLE = "undecodable"
+REQUEUED = "requeued"
 
 
 class RecordError(Exception):

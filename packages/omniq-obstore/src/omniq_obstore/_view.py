@@ -103,7 +103,7 @@ async def load(store: Store, tid: str, names: set[str] | None = None) -> View | 
         if slot in ends:
             spec, end = await asyncio.gather(
                 store.read_immutable(spec_key, R.decode_task),
-                store.read_immutable(K.task_key(tid, "end", slot), R.decode_marker),
+                store.read_immutable(_end_key(tid, slot, names), R.decode_marker),
             )
             if spec is None or end is None:
                 return None
@@ -112,7 +112,7 @@ async def load(store: Store, tid: str, names: set[str] | None = None) -> View | 
         spec, claim, prev, lease = await asyncio.gather(
             store.read_immutable(spec_key, R.decode_task),
             store.read_immutable(K.task_key(tid, "claim", slot), R.decode_marker),
-            store.read_immutable(K.task_key(tid, "end", slot - 1), R.decode_marker)
+            store.read_immutable(_end_key(tid, slot - 1, names), R.decode_marker)
             if slot - 1 in ends
             else _none(),
             store.read(lease_key) if f"lease-{slot:08d}" in names else _none(),
@@ -134,6 +134,26 @@ async def load(store: Store, tid: str, names: set[str] | None = None) -> View | 
 
 async def _none() -> None:
     return None
+
+
+def _end_key(tid: str, n: int, names: set[str]) -> str:
+    """The marker that decides the state after attempt ``n`` ended: ``requeue-n`` (a failed
+    task put back by hand) when present, else ``end-n``."""
+    if f"requeue-{n:08d}" in names:
+        return K.task_key(tid, "requeue", n)
+    return K.task_key(tid, "end", n)
+
+
+async def _end_before(store: Store, tid: str, attempt: int) -> R.Marker | None:
+    """The state marker left before ``attempt`` was claimed: ``requeue-(attempt-1)``, else
+    ``end-(attempt-1)`` (``None`` for the first attempt)."""
+    if attempt <= 1:
+        return None
+    requeue, end = await asyncio.gather(
+        store.read_immutable(K.task_key(tid, "requeue", attempt - 1), R.decode_marker),
+        store.read_immutable(K.task_key(tid, "end", attempt - 1), R.decode_marker),
+    )
+    return requeue if requeue is not None else end
 
 
 async def _salvaged(
@@ -164,9 +184,7 @@ async def claimed(store: Store, tid: str, attempt: int) -> Task | None:
     spec, claim, prev = await asyncio.gather(
         store.read_immutable(K.task_key(tid, "spec"), R.decode_task),
         store.read_immutable(K.task_key(tid, "claim", attempt), R.decode_marker),
-        store.read_immutable(K.task_key(tid, "end", attempt - 1), R.decode_marker)
-        if attempt > 1
-        else _none(),
+        _end_before(store, tid, attempt),
     )
     if spec is None or claim is None or claim.kind != R.CLAIM:
         return None

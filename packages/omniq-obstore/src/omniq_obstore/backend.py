@@ -302,6 +302,15 @@ class ObjectStoreBackend(Backend):
         got = await _ending.cancel(self._s(), list(task_ids), error, self.clock.now())
         return [t for t in got if t is not None]
 
+    async def requeue(self, task_ids: Sequence[str], *, now: float | None = None) -> list[Task]:
+        """Put failed tasks back (see :meth:`Backend.requeue`): a ``requeue-n`` snapshot after
+        the failed attempt's ``end-n``, then a due entry for attempt ``n + 1``."""
+        if not task_ids:
+            return []
+        when = self.clock.now() if now is None else now
+        got = await _ending.requeue(self._s(), list(dict.fromkeys(task_ids)), when)
+        return [t for t in got if t is not None]
+
     async def get_tasks(self, task_ids: Sequence[str]) -> list[Task | None]:
         """Read tasks by id; ``None`` for unknown ids; undecodable ones show as ``failed``."""
         store = self._s()
@@ -398,8 +407,15 @@ class ObjectStoreBackend(Backend):
         return await _schedules.fire_schedule(self._s(), schedule_id, tick, next_tick, tasks)
 
     # -- housekeeping --------------------------------------------------------------------------
-    async def purge(self, *, finished_before: float, events_before: float) -> tuple[int, int]:
-        """Delete terminal tasks finished before ``finished_before`` (all their objects and
+    async def purge(
+        self,
+        *,
+        finished_before: float,
+        events_before: float,
+        failed_before: float | None = None,
+    ) -> tuple[int, int]:
+        """Delete terminal tasks finished before ``finished_before`` (``failed`` ones before
+        ``failed_before``, default the same) (all their objects and
         idempotency key), every expired result, event batches whose newest event is older
         than ``events_before``, and the records of dead workers (``expires_at <= now``). Also
         restores index entries a crashed writer left out.
@@ -413,6 +429,7 @@ class ObjectStoreBackend(Backend):
             finished_before=finished_before,
             events_before=events_before,
             now=self.clock.now(),
+            failed_before=failed_before,
         )
 
 

@@ -339,6 +339,13 @@ def cancel(
     return [by_id[i] for i in task_ids if i in by_id]
 
 
+def requeue(conn: sqlite3.Connection, task_ids: Sequence[str], *, now: float) -> list[Task]:
+    with write_transaction(conn):
+        rows = conn.execute(Q.requeue_failed, {"ids": json_list(task_ids), "now": now}).fetchall()
+    by_id = {t.id: t for t in _decode_all(rows)}
+    return [by_id[i] for i in dict.fromkeys(task_ids) if i in by_id]
+
+
 # -- reads ------------------------------------------------------------------------------------
 def get_tasks(conn: sqlite3.Connection, task_ids: Sequence[str]) -> list[Task | None]:
     rows = conn.execute(Q.get_tasks, {"ids": json_list(task_ids)}).fetchall()
@@ -455,12 +462,21 @@ def purge_workers(conn: sqlite3.Connection, *, now: float) -> int:
 
 # -- housekeeping -----------------------------------------------------------------------------
 def purge_step(
-    conn: sqlite3.Connection, *, finished_before: float, events_before: float, now: float
+    conn: sqlite3.Connection,
+    *,
+    finished_before: float,
+    events_before: float,
+    now: float,
+    failed_before: float | None = None,
 ) -> tuple[int, int, bool]:
     """Delete one bounded batch of each kind; return ``(tasks, events, more_left)``."""
     batch = {"batch": PURGE_BATCH}
+    cutoffs = {
+        "before": finished_before,
+        "failed_before": finished_before if failed_before is None else failed_before,
+    }
     with write_transaction(conn):
-        ids = conn.execute(Q.purge_tasks, {**batch, "before": finished_before}).fetchall()
+        ids = conn.execute(Q.purge_tasks, {**batch, **cutoffs}).fetchall()
         conn.executemany(Q.delete_result, ids)
         results = conn.execute(Q.purge_expired_results, {**batch, "now": now}).rowcount
         events = conn.execute(Q.purge_events, {**batch, "before": events_before}).rowcount

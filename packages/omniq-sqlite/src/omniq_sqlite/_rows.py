@@ -94,6 +94,34 @@ def error_columns(error: ErrorInfo | None) -> tuple[str | None, str | None, str 
     return error.type, error.message, error.traceback
 
 
+RETRY_POLICY_HEADER = "omniq-retry-policy"
+"""Reserved ``headers`` key under which the retry policy fields without a column of their own
+(``retry_backoff``, ``retry_max_delay``, ``retry_jitter``, ``retry_on``, ``give_up_on``) are
+stored as JSON, so the schema needs no migration; it never appears in a decoded task's headers."""
+
+
+class _RetryPolicy(msgspec.Struct, omit_defaults=True):
+    backoff: float | None = None
+    max_delay: float | None = None
+    jitter: bool | None = None
+    retry_on: tuple[str, ...] | None = None
+    give_up_on: tuple[str, ...] = ()
+
+
+_policy_decoder = msgspec.json.Decoder(_RetryPolicy)
+_NO_POLICY = _RetryPolicy()
+
+
+def _headers_column(t: Task) -> str | None:
+    policy = _RetryPolicy(
+        t.retry_backoff, t.retry_max_delay, t.retry_jitter, t.retry_on, t.give_up_on
+    )
+    if policy == _NO_POLICY:
+        return _json_encode(t.headers).decode() if t.headers else None
+    headers = {**t.headers, RETRY_POLICY_HEADER: _json_encode(policy).decode()}
+    return _json_encode(headers).decode()
+
+
 def encode_task(t: Task) -> tuple[Any, ...]:
     """The row of ``t`` in :data:`TASK_COLUMNS` order."""
     err = t.error
@@ -122,7 +150,7 @@ def encode_task(t: Task) -> tuple[Any, ...]:
         None if err is None else err.message,
         None if err is None else err.traceback,
         1 if t.cancel_requested else 0,
-        _json_encode(t.headers).decode() if t.headers else None,
+        _headers_column(t),
         t.released,
     )
 
@@ -153,6 +181,14 @@ def decode_task(row: Sequence[Any]) -> Task:
         RowDecodeError: naming the first field that cannot be decoded.
     """
     error_type = row[20]
+    headers = _headers(row)
+    policy = _NO_POLICY
+    raw_policy = headers.pop(RETRY_POLICY_HEADER, None)
+    if raw_policy is not None:
+        try:
+            policy = _policy_decoder.decode(raw_policy)
+        except msgspec.DecodeError as exc:
+            raise RowDecodeError(str(row[0]), "headers", f"bad retry policy ({exc})") from None
     return Task(
         id=row[0],
         func=row[1],
@@ -178,8 +214,13 @@ def decode_task(row: Sequence[Any]) -> Task:
         if error_type is None
         else ErrorInfo(type=error_type, message=row[21] or "", traceback=row[22] or ""),
         cancel_requested=bool(row[23]),
-        headers=_headers(row),
+        headers=headers,
         released=row[25],
+        retry_backoff=policy.backoff,
+        retry_max_delay=policy.max_delay,
+        retry_jitter=policy.jitter,
+        retry_on=policy.retry_on,
+        give_up_on=policy.give_up_on,
     )
 
 
@@ -195,6 +236,8 @@ def salvage_task(row: Sequence[Any], problem: RowDecodeError) -> Task:
     try:
         _headers(fixed)
     except RowDecodeError:
+        fixed[24] = None
+    if problem.field == "headers":
         fixed[24] = None
     fixed[20:23] = [DESERIALIZATION_ERROR, str(problem), ""]
     return decode_task(fixed)

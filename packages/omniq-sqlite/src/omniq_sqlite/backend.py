@@ -356,6 +356,14 @@ class SQLiteBackend(Backend):
             return []
         return await self._write(_ops.cancel, list(task_ids), error=error, now=self.clock.now())
 
+    async def requeue(self, task_ids: Sequence[str], *, now: float | None = None) -> list[Task]:
+        """Put failed tasks back (see :meth:`Backend.requeue`) in one transaction."""
+        if not task_ids:
+            return []
+        return await self._write(
+            _ops.requeue, list(task_ids), now=self.clock.now() if now is None else now
+        )
+
     async def get_tasks(self, task_ids: Sequence[str]) -> list[Task | None]:
         """Read tasks by id; ``None`` for unknown ids.
 
@@ -447,9 +455,16 @@ class SQLiteBackend(Backend):
         return await self._write(_ops.fire_schedule, schedule_id, tick, next_tick, list(tasks))
 
     # -- housekeeping --------------------------------------------------------------------------
-    async def purge(self, *, finished_before: float, events_before: float) -> tuple[int, int]:
+    async def purge(
+        self,
+        *,
+        finished_before: float,
+        events_before: float,
+        failed_before: float | None = None,
+    ) -> tuple[int, int]:
         """Delete old terminal tasks (with results), expired results, old events and the
-        records of dead workers (``expires_at <= now``).
+        records of dead workers (``expires_at <= now``). Failed tasks use ``failed_before``
+        (default ``finished_before``).
 
         Works in batches of a few thousand rows, one short transaction each, so other processes
         are not locked out. Returns ``(tasks_deleted, events_deleted)``.
@@ -463,6 +478,7 @@ class SQLiteBackend(Backend):
                 finished_before=finished_before,
                 events_before=events_before,
                 now=self.clock.now(),
+                failed_before=failed_before,
             )
             tasks_deleted += tasks
             events_deleted += events

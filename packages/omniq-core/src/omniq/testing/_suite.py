@@ -8,6 +8,7 @@ from omniq.backend import Backend, TaskQuery
 from omniq.models import TaskState
 from omniq.testing._claims import ClaimConformance
 from omniq.testing._clients import ClientConformance
+from omniq.testing._dead import DeadLetterConformance
 from omniq.testing._fixtures import MakeTask
 from omniq.testing._leases import LeaseConformance
 from omniq.testing._records import RecordConformance
@@ -25,6 +26,7 @@ class BackendConformance(
     WorkerConformance,
     ClientConformance,
     ScheduleConformance,
+    DeadLetterConformance,
 ):
     """Subclass this in your backend's tests and give it the URL of a fresh store::
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from omniq._context import current_task
 
-__all__ = ["append_run", "echo", "fail", "fail_times", "sleep"]
+__all__ = ["append_run", "echo", "fail", "fail_times", "fail_until", "sleep"]
 
 
 def echo(value: Any = None) -> Any:
@@ -49,3 +49,14 @@ def fail_times(path: str, failures: int) -> int:
     if runs <= failures:
         raise RuntimeError(f"failure {runs}")
     return runs
+
+
+def fail_until(flag: str, runs: str) -> int:
+    """Count this run in the file at ``runs``; raise ``ValueError`` until a file exists at
+    ``flag``, then return the number of runs so far."""
+    counter = Path(runs)
+    count = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(count))
+    if not Path(flag).exists():
+        raise ValueError(f"run {count}: not yet")
+    return count

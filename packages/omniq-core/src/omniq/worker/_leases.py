@@ -13,6 +13,7 @@ import logging
 import traceback
 from dataclasses import dataclass
 
+from omniq._dead import purge_knows_failed_before
 from omniq._events import EventRecorder
 from omniq.backend import Backend
 from omniq.errors import LeaseLostError
@@ -25,6 +26,7 @@ __all__ = ["LEASE_LOST", "SHUTDOWN", "STOP_CANCELLED", "LeaseKeeping", "Run"]
 log = logging.getLogger("omniq.worker")
 
 _PURGE_EVERY = 60.0
+
 
 # Why the worker itself stopped a running attempt.
 STOP_CANCELLED, LEASE_LOST, SHUTDOWN = "cancelled", "lease_lost", "shutdown"
@@ -145,13 +147,22 @@ class LeaseKeeping:
                 if since_purge >= _PURGE_EVERY:
                     since_purge = 0.0
                     now = self.backend.clock.now()
-                    await self._breaker.call(
+                    purge = (
                         functools.partial(
+                            self.backend.purge,
+                            finished_before=now - self.options.retention,
+                            events_before=now - self.options.event_retention,
+                            failed_before=now - self.options.dead_retention,
+                        )
+                        if purge_knows_failed_before(self.backend)
+                        # a backend written before OMNIQ_DEAD_RETENTION existed
+                        else functools.partial(
                             self.backend.purge,
                             finished_before=now - self.options.retention,
                             events_before=now - self.options.event_retention,
                         )
                     )
+                    await self._breaker.call(purge)
             except CircuitOpenError:  # the store is down: skip this run
                 pass
             except Exception as exc:

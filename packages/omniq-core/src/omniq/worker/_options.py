@@ -21,8 +21,11 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
         lease: seconds a claim stays valid without a heartbeat (visibility timeout).
         poll_interval: longest sleep between claim polls when idle, in seconds.
         shutdown_grace: seconds running tasks get to finish on shutdown.
-        retry_delay: seconds before a retry, for tasks that set no ``retry_delay``.
+        retry_delay: base seconds before a retry, for tasks that set no ``retry_delay``.
+        retry_backoff, retry_max_delay, retry_jitter: the backoff for tasks that carry none
+            (records written before these options existed).
         retention: seconds finished tasks (and their results) are kept before purging.
+        dead_retention: seconds failed tasks (the dead-letter queue) are kept before purging.
         event_retention: seconds events are kept.
         heartbeat: seconds between two writes of the worker's health record; the record
             expires after three of them.
@@ -39,7 +42,11 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
     poll_interval: float = 0.5
     shutdown_grace: float = 30.0
     retry_delay: float = 1.0
+    retry_backoff: float = 2.0
+    retry_max_delay: float = 3600.0
+    retry_jitter: bool = True
     retention: float = 7 * 86400.0
+    dead_retention: float = 30 * 86400.0
     event_retention: float = 7 * 86400.0
     heartbeat: float = 5.0
     breaker_threshold: int = 5
@@ -60,7 +67,11 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
             poll_interval=settings.poll_interval,
             shutdown_grace=settings.shutdown_grace,
             retry_delay=settings.retry_delay,
+            retry_backoff=settings.retry_backoff,
+            retry_max_delay=settings.retry_max_delay,
+            retry_jitter=settings.retry_jitter,
             retention=settings.retention,
+            dead_retention=settings.dead_retention,
             event_retention=settings.event_retention,
             heartbeat=settings.worker_heartbeat,
             breaker_threshold=settings.breaker_threshold,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from omniq._retrying import RetryDefaults, retry_decision
 from omniq.backend import Outcome
 from omniq.models import ErrorInfo, EventType, Task, TaskState
 
@@ -59,14 +60,30 @@ def success(task: Task, *, now: float, data: bytes | None) -> PendingOutcome:
 
 
 def failure(
-    task: Task, error: ErrorInfo, *, now: float, retry: bool, default_delay: float
+    task: Task,
+    error: ErrorInfo,
+    *,
+    now: float,
+    retry: bool,
+    defaults: RetryDefaults,
+    exc: BaseException | None = None,
 ) -> PendingOutcome:
-    """The run failed: retried after ``retry_delay`` while runs are left and ``retry`` is True,
-    else final. Runs left: ``task.runs_used <= task.max_retries`` (``retries=N`` → N+1 runs)."""
+    """The run failed: retried while runs are left (``task.runs_used <= task.max_retries``:
+    ``retries=N`` → N+1 runs), ``retry`` is True and the task's policy retries this error
+    (``retry_on``/``give_up_on``; an :class:`omniq.Retry` always), after the backed-off delay;
+    else final (``failed``: the dead-letter queue).
+
+    Args:
+        exc: the exception when it was raised in this process (its MRO is matched), ``None``
+            for an error known only as data (a process child's).
+    """
     detail = f"{error.type}: {error.message}"
-    if retry and task.runs_used <= task.max_retries:
-        delay = task.retry_delay if task.retry_delay is not None else default_delay
+    decision = retry_decision(task, error, exc, defaults) if retry else None
+    runs_left = task.runs_used <= task.max_retries
+    if decision is not None and decision.retry and runs_left:
+        delay = decision.delay
         event, state, retry_at = EventType.RETRY, TaskState.SCHEDULED, now + delay
+        detail = f"{detail} (retry in {delay:.3f} s)"
         log.info(
             "task %s (%s) run %d failed, retrying in %.3g s: %s",
             task.id,
@@ -76,8 +93,17 @@ def failure(
             detail,
         )
     else:
+        if decision is None:
+            why = "not retryable"
+        else:
+            why = decision.why if not decision.retry else "no retries left"
         log.warning(
-            "task %s (%s) failed after %d run(s): %s", task.id, task.func, task.runs_used, detail
+            "task %s (%s) failed after %d run(s) (%s): %s",
+            task.id,
+            task.func,
+            task.runs_used,
+            why,
+            detail,
         )
         event, state, retry_at = EventType.ERROR, TaskState.FAILED, None
     return PendingOutcome(

@@ -32,6 +32,7 @@ from omniq._context import TaskContext
 from omniq._events import EventRecorder
 from omniq._functions import LOCAL_TOKEN_HEADER, FunctionResolver
 from omniq._ids import new_id
+from omniq._retrying import RetryDefaults
 from omniq.backend import Backend
 from omniq.errors import (
     CallFailedError,
@@ -462,7 +463,7 @@ class Worker(LeaseKeeping, HealthReporting):
                     raise exc  # the event loop itself is shutting down
                 # The task's own code raised CancelledError: an error like any other.
                 stats.failed += 1
-                self._fail(task, error_info(exc), retry=True)
+                self._fail(task, error_info(exc), retry=True, exc=exc)
             return  # lease lost (another attempt owns it) or shutdown (released later)
         stats.failed += 1
         if isinstance(exc, TaskTimeoutError):
@@ -474,7 +475,7 @@ class Worker(LeaseKeeping, HealthReporting):
             # elsewhere): another run would fail the same way
             self._fail(task, error_info(exc), retry=False)
         else:  # the task's own error, whatever its type (SystemExit too)
-            self._fail(task, error_info(exc), retry=True)
+            self._fail(task, error_info(exc), retry=True, exc=exc)
 
     def _succeed(self, task: Task, value: Any) -> None:
         data: bytes | None = None
@@ -486,14 +487,19 @@ class Worker(LeaseKeeping, HealthReporting):
                 return
         self._submit(_outcomes.success(task, now=self.backend.clock.now(), data=data))
 
-    def _fail(self, task: Task, error: ErrorInfo, *, retry: bool) -> None:
+    def _fail(
+        self, task: Task, error: ErrorInfo, *, retry: bool, exc: BaseException | None = None
+    ) -> None:
+        o = self.options
+        defaults = RetryDefaults(
+            delay=o.retry_delay,
+            backoff=o.retry_backoff,
+            max_delay=o.retry_max_delay,
+            jitter=o.retry_jitter,
+        )
         self._submit(
             _outcomes.failure(
-                task,
-                error,
-                now=self.backend.clock.now(),
-                retry=retry,
-                default_delay=self.options.retry_delay,
+                task, error, now=self.backend.clock.now(), retry=retry, defaults=defaults, exc=exc
             )
         )
 

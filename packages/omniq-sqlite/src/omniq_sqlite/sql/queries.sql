@@ -168,6 +168,23 @@ WHERE id = :task_id AND state = 'running' AND attempt = :attempt
 RETURNING {task_columns}
 
 -- ---------------------------------------------------------------------------------------------
+-- requeue: failed (dead) tasks back to pending, attempt kept, a fresh retry budget
+
+-- name: requeue_failed
+UPDATE omniq_tasks
+SET state = 'pending',
+    run_at = :now,
+    finished_at = NULL,
+    lease_expires_at = NULL,
+    error_type = NULL,
+    error_message = NULL,
+    error_traceback = NULL,
+    cancel_requested = 0,
+    released = attempt
+WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'failed'
+RETURNING {task_columns}
+
+-- ---------------------------------------------------------------------------------------------
 -- cancel
 
 -- name: cancel_queued
@@ -244,7 +261,10 @@ LIMIT :limit
 DELETE FROM omniq_tasks
 WHERE rowid IN (
     SELECT rowid FROM omniq_tasks
-    WHERE state IN ('success', 'failed', 'cancelled') AND finished_at < :before
+    WHERE state IN ('success', 'failed', 'cancelled')
+      AND finished_at < max(:before, :failed_before)
+      AND (CASE WHEN state = 'failed' THEN finished_at < :failed_before
+                ELSE finished_at < :before END)
     LIMIT :batch
 )
 RETURNING id
