@@ -17,8 +17,8 @@ from rich.table import Table
 from omniq._process_role import mark_worker_process
 from omniq._setup import create_backend
 from omniq.cli._common import run, storage_option
-from omniq.cli._schedules import schedules
 from omniq.cli._dead import dead
+from omniq.cli._schedules import schedules
 from omniq.client import AsyncTaskQueue
 from omniq.config import load_settings
 from omniq.logging import configure_logging
