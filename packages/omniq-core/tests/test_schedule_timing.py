@@ -8,6 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from croniter import croniter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -562,8 +563,10 @@ def test_fires_strictly_increase_and_never_repeat(
     for a, b in pairwise(fires):
         assert next_fire_after(schedule, (a + b) / 2) == b
     # A cron naming hours fires each wall-clock time at most once (repeats fire only the first);
-    # an hour field of '*' runs on elapsed time and may fire a repeated wall time twice.
-    if expr.split()[1] not in ("*", "*/1", "0-23"):
+    # an hour field that means every hour runs on elapsed time and may fire a repeated wall time
+    # twice. "Every hour" as croniter expands it: '*', '*/1', '0-23' — and also '0-0', which
+    # croniter reads as every hour.
+    if croniter(expr).expanded[1] != ["*"]:
         zone = ZoneInfo(tz)
         walls = [datetime.fromtimestamp(t, zone).replace(tzinfo=None) for t in fires]
         assert len(set(walls)) == len(walls)
