@@ -185,5 +185,9 @@ def test_demo_analyzes_files_and_reports_failures(tmp_path: Path) -> None:
     assert "beta (" in text and "blob.bin: not UTF-8 text" in text
     rows = re.findall(r"(standalone|embedded)\s*│\s*(\w+)\s*│\s*(\d+)\s*│\s*(\d+)\s*│", text)
     assert {kind for kind, *_ in rows} <= {"standalone", "embedded"}, text
-    assert {executor for _, executor, *_ in rows} == {"process"}, text
-    assert sum(int(tasks) for *_, tasks in rows) == 61, text
+    # the file tasks ran on the process executor; the flaky task and the snapshots on threads
+    assert {executor for _, executor, *_ in rows} == {"process", "thread"}, text
+    assert sum(int(tasks) for _, executor, _, tasks in rows if executor == "process") == 61, text
+    flat = " ".join(text.split())
+    assert "flaky task: succeeded on run 3 after 2 retries" in flat, text
+    assert "schedule 'demo-progress' (every 1 s):" in flat, text

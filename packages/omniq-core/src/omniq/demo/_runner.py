@@ -22,13 +22,17 @@ from rich.table import Table
 
 from omniq._sync_client import TaskQueue
 from omniq.config import Settings, load_settings
-from omniq.demo.tasks import analyze_file
+from omniq.demo.tasks import analyze_file, flaky_fetch, progress_snapshot
 from omniq.errors import OmniQError
 from omniq.models import WorkerInfo
 
 __all__ = ["demo_files", "run_demo"]
 
 _SKIP_DIRS = {"__pycache__", "site-packages", "dist-packages", ".git"}
+_EXTRAS = "demo-extras"
+"""The queue of the demo's flaky task and scheduled snapshots (served by the embedded worker)."""
+_PROGRESS = "demo-progress"
+"""The id of the demo's schedule."""
 _HEARTBEAT = 0.25
 """Seconds between the demo workers' health records, so the summary's counts are fresh."""
 
@@ -119,7 +123,7 @@ def run_demo(directory: str | None, *, worker_processes: int = 2, keep: bool = F
     console.print(f"[dim]storage: {url}[/]")
     procs = _start_workers(url, worker_processes, tmp, console) if worker_processes else []
     try:
-        with TaskQueue(settings=_demo_settings(url)) as queue:
+        with TaskQueue(settings=_demo_settings(url), queues=("default", _EXTRAS)) as queue:
             started = time.perf_counter()
             # CPU-bound (hashing, word counting): the process executor runs them on every core.
             # retries=0: a file that is not UTF-8 text will not become one on a second try.
@@ -130,14 +134,30 @@ def run_demo(directory: str | None, *, worker_processes: int = 2, keep: bool = F
                 retries=0,
                 executor="process",
             )
+            # A flaky call that fails twice, then succeeds on its third run (retries with
+            # backoff), and a schedule that snapshots the progress every second.
+            flaky_id = queue.enqueue(
+                flaky_fetch, args=(2,), retries=3, retry_delay=0.2, executor="thread", queue=_EXTRAS
+            )
+            queue.add_schedule(
+                progress_snapshot,
+                every=1,
+                args=(url,),
+                id=_PROGRESS,
+                queue=_EXTRAS,
+                executor="thread",
+                misfire="skip",
+            )
             _follow(queue, len(ids), console)
             elapsed = time.perf_counter() - started
             results, failures = _collect(queue, ids)
+            extras = _extras(queue, flaky_id)
             workers = _fresh_worker_records(queue, len(ids))
             embedded = queue.async_queue.worker.worker_id if queue.async_queue.worker else ""
     finally:
         codes = _stop_workers(procs)
     _summary(console, root, results, failures, elapsed, workers, embedded, codes)
+    _extras_summary(console, extras)
     if keep:
         console.print(
             f"kept {tmp / 'demo.db'}; look inside with: "
@@ -171,6 +191,37 @@ def _fresh_worker_records(queue: TaskQueue, total: int) -> list[WorkerInfo]:
         time.sleep(_HEARTBEAT / 2)
 
 
+def _extras(queue: TaskQueue, flaky_id: str) -> dict[str, Any]:
+    """The flaky task's outcome and the schedule's snapshots; removes the schedule."""
+    try:
+        attempt = queue.get_result(flaky_id, timeout=30)
+    except OmniQError as exc:
+        attempt = f"failed: {exc}"
+    queue.remove_schedule(_PROGRESS)
+    snapshots = []
+    for task in queue.list_tasks(queue=_EXTRAS, state="success", limit=100):
+        if task.func.endswith(":progress_snapshot"):
+            snapshots.append(queue.get_result(task.id, timeout=0))
+    return {
+        "flaky_attempt": attempt,
+        "flaky_events": [e.type.value for e in queue.list_events(task_id=flaky_id)],
+        "snapshots": sorted(snapshots, key=lambda s: s["at"]),
+    }
+
+
+def _extras_summary(console: Console, extras: dict[str, Any]) -> None:
+    runs = [e for e in extras["flaky_events"] if e == "executing"]
+    console.print(
+        f"flaky task: succeeded on run {extras['flaky_attempt']} after "
+        f"{len(runs) - 1} retries (events: {', '.join(extras['flaky_events'])})"
+    )
+    done = " → ".join(f"{int(s['finished']):,}" for s in extras["snapshots"])
+    console.print(
+        f"schedule '{_PROGRESS}' (every 1 s): {len(extras['snapshots'])} snapshot(s) of tasks "
+        f"finished: {done or 'none (the run was shorter than a tick)'}"
+    )
+
+
 def _follow(queue: TaskQueue, total: int, console: Console) -> None:
     columns = (
         TextColumn("[progress.description]{task.description}"),
@@ -184,7 +235,7 @@ def _follow(queue: TaskQueue, total: int, console: Console) -> None:
         start = time.perf_counter()
         done = 0
         while done < total:
-            counts = queue.stats()
+            counts = queue.stats(queue="default")
             done = counts["success"] + counts["failed"] + counts["cancelled"]
             rate = done / max(time.perf_counter() - start, 1e-9)
             progress.update(bar, completed=done, rate=rate)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 from collections import Counter
 from typing import Any
 
-__all__ = ["analyze_file"]
+from omniq._context import current_task
+
+__all__ = ["analyze_file", "flaky_fetch", "progress_snapshot"]
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -43,3 +46,39 @@ def analyze_file(path: str) -> dict[str, Any]:
         "pid": os.getpid(),
         "counts": dict(Counter(words)),
     }
+
+
+def progress_snapshot(storage_url: str) -> dict[str, float]:
+    """Run every second by the demo's schedule: how many file tasks have finished so far.
+
+    Args:
+        storage_url: the demo's store.
+
+    Returns:
+        ``{"at": epoch seconds, "finished": tasks in a final state, "running": tasks running}``.
+    """
+    from omniq._sync_client import TaskQueue
+
+    with TaskQueue(storage_url=storage_url, workers=0) as queue:
+        counts = queue.stats(queue="default")  # the file tasks
+    return {
+        "at": time.time(),
+        "finished": float(counts["success"] + counts["failed"] + counts["cancelled"]),
+        "running": float(counts["running"]),
+    }
+
+
+def flaky_fetch(failures: int) -> int:
+    """Fail like a flaky network call on the first ``failures`` runs, then succeed.
+
+    Returns:
+        The run (attempt) that succeeded.
+
+    Raises:
+        ConnectionError: on the first ``failures`` runs.
+    """
+    ctx = current_task()
+    attempt = ctx.attempt if ctx else 1
+    if attempt <= failures:
+        raise ConnectionError(f"upstream not answering (run {attempt})")
+    return attempt
