@@ -180,12 +180,17 @@ def _demo_settings(url: str) -> Settings:
 
 
 def _fresh_worker_records(queue: TaskQueue, total: int) -> list[WorkerInfo]:
-    """Every worker's health record once their counters account for all ``total`` tasks (each
+    """Every worker's health record once their counters account for all ``total`` file tasks (each
     worker writes its record every ``_HEARTBEAT`` seconds), or the latest after 5 s."""
     deadline = time.monotonic() + 5.0
     while True:
         workers = queue.list_workers()
-        counted = sum(e.succeeded + e.failed + e.cancelled for w in workers for e in w.executors)
+        counted = sum(
+            e.succeeded + e.failed + e.cancelled
+            for w in workers
+            for e in w.executors
+            if e.name == "process"  # the file tasks (the extras run on threads)
+        )
         if counted >= total or time.monotonic() > deadline:
             return workers
         time.sleep(_HEARTBEAT / 2)
