@@ -205,3 +205,58 @@ class ScheduleConformance:
         assert sorted(t.id for t in listed) == sorted(
             tick_task_id(schedule.id, first + k) for k in range(count)
         )
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize(
+        ("cron", "day_start", "expected_utc"),
+        [
+            # 02:30 does not exist in Berlin on 2024-03-31: one run, right after the gap (03:00
+            # CEST = 01:00 UTC); the day after, 02:30 CEST = 00:30 UTC.
+            (
+                "30 2 * * *",
+                "2024-03-30T12:00:00+00:00",
+                ["2024-03-31T01:00:00+00:00", "2024-04-01T00:30:00+00:00"],
+            ),
+            # 02:30 happens twice in Berlin on 2024-10-27: one run, at the first (CEST, 00:30
+            # UTC); the day after, 02:30 CET = 01:30 UTC.
+            (
+                "30 2 * * *",
+                "2024-10-26T12:00:00+00:00",
+                ["2024-10-27T00:30:00+00:00", "2024-10-28T01:30:00+00:00"],
+            ),
+        ],
+        ids=["spring-gap", "autumn-overlap"],
+    )
+    async def test_daylight_saving_ticks_fire_once_with_three_schedulers(
+        self,
+        omniq_open_backend: OpenBackend,
+        omniq_clock: ManualClock,
+        cron: str,
+        day_start: str,
+        expected_utc: list[str],
+    ) -> None:
+        from datetime import datetime
+
+        from omniq.schedules import next_fire_after
+
+        omniq_clock.set(datetime.fromisoformat(day_start).timestamp())
+        backends = [await omniq_open_backend() for _ in range(3)]
+        schedule = make_schedule(
+            omniq_clock,
+            schedule_id="nightly",
+            kind=ScheduleKind.CRON,
+            cron=cron,
+            interval=None,
+            timezone="Europe/Berlin",
+            misfire=MisfirePolicy.RUN_ONCE,
+        )
+        schedule.next_run_at = next_fire_after(schedule, omniq_clock.now())
+        await backends[0].put_schedule(schedule)
+        schedulers = [Scheduler(b) for b in backends]
+        for _ in range(40 * 4):  # 40 hours in steps of 15 minutes
+            omniq_clock.advance(900.0)
+            await asyncio.gather(*(s.run_due() for s in schedulers))
+        ticks = [datetime.fromisoformat(t).timestamp() for t in expected_utc]
+        listed = await backends[0].list_tasks(TaskQuery())
+        assert sorted(t.id for t in listed) == sorted(tick_task_id("nightly", t) for t in ticks)
+        assert sum(s.fired for s in schedulers) == len(ticks)
