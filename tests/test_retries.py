@@ -59,8 +59,10 @@ def test_exception_paths_accept_classes_paths_and_bare_builtin_names() -> None:
     )
     assert exception_paths(None, "retry_on") is None
     assert exception_paths(KeyError, "retry_on") == ("builtins.KeyError",)
-    with pytest.raises(TypeError, match="retry_on"):
+    with pytest.raises(ConfigError, match="retry_on"):
         exception_paths([1], "retry_on")  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match="'NoSuchError' is not a built-in exception"):
+        exception_paths(["NoSuchError"], "retry_on")
 
 
 def test_in_process_errors_match_through_their_mro() -> None:
@@ -84,7 +86,7 @@ def test_errors_known_as_data_match_by_path_or_importable_subclass() -> None:
 def test_bad_retry_options_fail_in_the_caller() -> None:
     with pytest.raises(ConfigError, match="retry_backoff"):
         TaskOptions(retry_backoff=0.5)
-    with pytest.raises(TypeError, match="give_up_on"):
+    with pytest.raises(ConfigError, match="give_up_on"):
         TaskOptions(give_up_on=[42])  # type: ignore[list-item]
     with pytest.raises(ConfigError, match="retry_max_delay"):
         TaskOptions(retry_max_delay=-1)
@@ -210,7 +212,7 @@ async def test_the_policy_is_stamped_and_survives_the_store(queue: AsyncTaskQueu
         retry_max_delay=50,
         retry_jitter=True,
         retry_on=[Transient],
-        give_up_on=["Fatal", Fatal],
+        give_up_on=["KeyError", Fatal],
     )
     p, c = await queue.get_task(plain), await queue.get_task(custom)
     assert (p.retry_delay, p.retry_backoff, p.retry_max_delay, p.retry_jitter) == (
@@ -222,7 +224,7 @@ async def test_the_policy_is_stamped_and_survives_the_store(queue: AsyncTaskQueu
     assert (p.retry_on, p.give_up_on, p.headers) == (None, (), {})
     assert (c.retry_delay, c.retry_backoff, c.retry_max_delay, c.retry_jitter) == (2, 3, 50, True)
     assert c.retry_on == ("retry_tasks.Transient",)
-    assert c.give_up_on == ("builtins.Fatal", "retry_tasks.Fatal")
+    assert c.give_up_on == ("builtins.KeyError", "retry_tasks.Fatal")
     assert c.headers == {}
 
 
@@ -250,3 +252,17 @@ def test_worker_defaults_apply_to_tasks_that_carry_no_policy() -> None:
     pending = failure(task, error, now=1000.0, retry=True, defaults=defaults)
     assert pending.outcome.state is TaskState.SCHEDULED
     assert pending.outcome.retry_at == 1000.0 + 18.0
+
+
+def test_arguments_the_function_cannot_take_are_refused_at_enqueue(tmp_path: Path) -> None:
+    with omniq.TaskQueue(storage_url=f"sqlite:///{tmp_path}/q.db", workers=0) as queue:
+        with pytest.raises(TypeError, match=r"retry_tasks:raise_kind\(.*missing a required"):
+            queue.enqueue(retry_tasks.raise_kind, args=("counter",))
+        with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+            queue.enqueue_many(retry_tasks.raise_kind, [("c", "k")], kwargs={"colour": "red"})
+        assert queue.stats()["pending"] == 0  # nothing was stored
+        with pytest.raises(omniq.TaskNotFoundError) as info:
+            queue.requeue_dead("not-an-id")
+    assert str(info.value) == (
+        "no task with id 'not-an-id' (never enqueued, or purged by retention)"
+    )

@@ -79,7 +79,7 @@ class DeadLetters:
         await self.open()
         [found] = await self.backend.get_tasks([task_id])
         if found is None:
-            raise TaskNotFoundError(f"no task {task_id!r}")
+            raise TaskNotFoundError(task_id)
         return bool(await self._requeue([task_id]))
 
     async def requeue_dead_all(

@@ -10,6 +10,7 @@ included, rather than a copy.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import os
@@ -25,6 +26,7 @@ __all__ = [
     "LOCAL_TOKEN_HEADER",
     "FunctionResolver",
     "bound_to_instance",
+    "check_arguments",
     "function_path",
     "local_token",
     "needs_dill",
@@ -158,3 +160,40 @@ class FunctionResolver:
         if not callable(fn):
             raise DeserializationError(f"task function {path} is not callable: {fn!r}")
         return fn
+
+
+_signatures: weakref.WeakKeyDictionary[Callable[..., Any], inspect.Signature | None] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return _signatures[fn]
+    except (KeyError, TypeError):
+        pass
+    try:
+        sig: inspect.Signature | None = inspect.signature(fn)
+    except (TypeError, ValueError):  # builtins and C callables without a signature
+        sig = None
+    with contextlib.suppress(TypeError):  # not weak-referenceable: just not cached
+        _signatures[fn] = sig
+    return sig
+
+
+def check_arguments(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], path: str
+) -> None:
+    """Refuse, at enqueue, arguments the function cannot be called with (as Celery does), so a
+    task is not stored only to fail — and be retried — on every run.
+
+    Raises:
+        TypeError: naming the function, its signature and what does not fit.
+    """
+    sig = _signature(unwrap_task(fn))
+    if sig is None:
+        return
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"{path}{sig}: {exc}") from None

@@ -7,6 +7,7 @@ Used by the client (normalising ``retry_on``/``give_up_on`` at enqueue) and by t
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import random
 import sys
@@ -72,7 +73,8 @@ def exception_paths(
     kept (a bare name such as ``"ValueError"`` means ``builtins.ValueError``).
 
     Raises:
-        TypeError: not an iterable of exception classes or strings.
+        ConfigError: an item is neither an exception class nor a path, or a bare name that is not
+            a built-in exception.
     """
     if values is None:
         return None
@@ -83,9 +85,16 @@ def exception_paths(
         if isinstance(value, type) and issubclass(value, BaseException):
             paths.append(type_path(value))
         elif isinstance(value, str) and value:
+            if "." not in value:
+                builtin = getattr(builtins, value, None)
+                if not (isinstance(builtin, type) and issubclass(builtin, BaseException)):
+                    raise ConfigError(
+                        f"{name}: {value!r} is not a built-in exception; give the class itself "
+                        "or its import path, e.g. 'requests.exceptions.Timeout'"
+                    )
             paths.append(value if "." in value else f"builtins.{value}")
         else:
-            raise TypeError(f"{name} must list exception classes or import paths, got {value!r}")
+            raise ConfigError(f"{name} must list exception classes or import paths, got {value!r}")
     return tuple(dict.fromkeys(paths))
 
 

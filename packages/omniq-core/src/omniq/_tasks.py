@@ -11,6 +11,7 @@ from omniq._defaults import DEFAULT
 from omniq._functions import (
     LOCAL_TOKEN_HEADER,
     bound_to_instance,
+    check_arguments,
     function_path,
     local_token,
     needs_dill,
@@ -112,6 +113,8 @@ class TaskBuilder:
             raise TypeError(f"kwargs must be a mapping with str keys, got {kwargs!r}")
         headers = dict(options.headers or {})
         path, func_bytes = self.function_ref(func, headers)
+        if not isinstance(func, str):
+            check_arguments(func, tuple(args), dict(kwargs or {}), path)
         now = self.backend.clock.now()
         run_at = now
         if options.eta is not None:
