@@ -260,7 +260,10 @@ def test_arguments_the_function_cannot_take_are_refused_at_enqueue(tmp_path: Pat
             queue.enqueue(retry_tasks.raise_kind, args=("counter",))
         with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
             queue.enqueue_many(retry_tasks.raise_kind, [("c", "k")], kwargs={"colour": "red"})
+        with pytest.raises(TypeError, match="missing a required argument: 'counter'"):
+            queue.add_schedule(retry_tasks.raise_kind, every=60)
         assert queue.stats()["pending"] == 0  # nothing was stored
+        assert queue.list_schedules() == []
         with pytest.raises(omniq.TaskNotFoundError) as info:
             queue.requeue_dead("not-an-id")
     assert str(info.value) == (

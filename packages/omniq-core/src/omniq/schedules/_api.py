@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from omniq._functions import check_arguments
 from omniq._tasks import TaskBuilder
 from omniq.backend import Backend
 from omniq.errors import ConfigError, ScheduleNotFoundError
@@ -67,6 +68,8 @@ class ScheduleManager:
                 f"{path}: a schedule needs a function workers can import by path "
                 "(a module-level function), not a lambda, closure or bound method"
             )
+        if not isinstance(func, str):
+            check_arguments(func, tuple(args), dict(kwargs or {}), path)
         schedule_id = id if id is not None else path
         if not isinstance(schedule_id, str) or not _ID.fullmatch(schedule_id):
             raise ConfigError(f"id={schedule_id!r}: 1-200 characters, no spaces or '/'")
