@@ -90,7 +90,7 @@ async def test_re_adding_keeps_the_next_run_unless_the_timing_changes(db_url: st
         same = await q.add_schedule(e2e_tasks.add, every=60, args=(5, 6), id="s", queue="q2")
         assert same.next_run_at == first.next_run_at and same.queue == "q2"
         await q.pause_schedule("s")
-        changed = await q.add_schedule(e2e_tasks.add, every=7, id="s")
+        changed = await q.add_schedule(e2e_tasks.add, every=7, args=(1, 2), id="s")
         assert changed.interval == 7.0 and changed.paused is True
         assert changed.next_run_at is not None and changed.next_run_at > clock.now()
 

@@ -68,8 +68,6 @@ class ScheduleManager:
                 f"{path}: a schedule needs a function workers can import by path "
                 "(a module-level function), not a lambda, closure or bound method"
             )
-        if not isinstance(func, str):
-            check_arguments(func, tuple(args), dict(kwargs or {}), path)
         schedule_id = id if id is not None else path
         if not isinstance(schedule_id, str) or not _ID.fullmatch(schedule_id):
             raise ConfigError(f"id={schedule_id!r}: 1-200 characters, no spaces or '/'")
@@ -113,6 +111,8 @@ class ScheduleManager:
             misfire_limit=misfire_limit,
         )
         _timing.validate_schedule(schedule)
+        if not isinstance(func, str):  # after the timing: a bad definition is reported first
+            check_arguments(func, tuple(args), dict(kwargs or {}), path)
         return schedule
 
     async def upsert(self, schedule: Schedule) -> Schedule:
