@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Mapping, Sequence
-from typing import ClassVar, NamedTuple, Self
+from collections.abc import Callable, Mapping, Sequence
+from typing import ClassVar, Generic, NamedTuple, Self, TypeVar
 
 import msgspec
 
@@ -202,8 +202,38 @@ def check_outcomes(outcomes: Sequence[Outcome]) -> None:
             raise ValueError(f"finish: task {o.task_id}: a scheduled outcome needs retry_at")
 
 
-_worker_encoder = msgspec.msgpack.Encoder()
-_worker_decoder = msgspec.msgpack.Decoder(WorkerInfo)
+_R = TypeVar("_R")
+
+
+class _RecordCodec(Generic[_R]):
+    """msgpack bytes of one kind of record (worker, schedule), checked to decode back before
+    anything is written, with errors that name the record."""
+
+    def __init__(self, kind: str, type_: type[_R], key: Callable[[_R], str]) -> None:
+        self.kind = kind
+        self._key = key
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoder = msgspec.msgpack.Decoder(type_)
+
+    def encode(self, record: _R) -> bytes:
+        try:
+            data = self._encoder.encode(record)
+            self._decoder.decode(data)
+        except (msgspec.ValidationError, msgspec.EncodeError, OverflowError, TypeError) as exc:
+            raise ValueError(
+                f"{self.kind} {self._key(record)!r}: record cannot be stored: {exc}"
+            ) from None
+        return data
+
+    def decode(self, data: bytes | memoryview) -> _R:
+        try:
+            return self._decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ValueError(f"not a {self.kind} record: {exc}") from None
+
+
+_WORKERS: _RecordCodec[WorkerInfo] = _RecordCodec("worker", WorkerInfo, lambda w: w.id)
+_SCHEDULES: _RecordCodec[Schedule] = _RecordCodec("schedule", Schedule, lambda s: s.id)
 
 
 def encode_worker_record(info: WorkerInfo) -> bytes:
@@ -215,12 +245,7 @@ def encode_worker_record(info: WorkerInfo) -> bytes:
     Raises:
         ValueError: naming the worker, when ``info`` cannot be stored.
     """
-    try:
-        data = _worker_encoder.encode(info)
-        _worker_decoder.decode(data)
-    except (msgspec.ValidationError, msgspec.EncodeError, OverflowError, TypeError) as exc:
-        raise ValueError(f"worker {info.id!r}: record cannot be stored: {exc}") from None
-    return data
+    return _WORKERS.encode(info)
 
 
 def decode_worker_record(data: bytes | memoryview) -> WorkerInfo:
@@ -229,14 +254,7 @@ def decode_worker_record(data: bytes | memoryview) -> WorkerInfo:
     Raises:
         ValueError: the bytes are not a worker record (the message says why).
     """
-    try:
-        return _worker_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise ValueError(f"not a worker record: {exc}") from None
-
-
-_schedule_encoder = msgspec.msgpack.Encoder()
-_schedule_decoder = msgspec.msgpack.Decoder(Schedule)
+    return _WORKERS.decode(data)
 
 
 def encode_schedule_record(schedule: Schedule) -> bytes:
@@ -245,12 +263,7 @@ def encode_schedule_record(schedule: Schedule) -> bytes:
     Raises:
         ValueError: naming the schedule, when it cannot be stored.
     """
-    try:
-        data = _schedule_encoder.encode(schedule)
-        _schedule_decoder.decode(data)
-    except (msgspec.ValidationError, msgspec.EncodeError, OverflowError, TypeError) as exc:
-        raise ValueError(f"schedule {schedule.id!r}: record cannot be stored: {exc}") from None
-    return data
+    return _SCHEDULES.encode(schedule)
 
 
 def decode_schedule_record(data: bytes | memoryview) -> Schedule:
@@ -259,10 +272,7 @@ def decode_schedule_record(data: bytes | memoryview) -> Schedule:
     Raises:
         ValueError: the bytes are not a schedule record (the message says why).
     """
-    try:
-        return _schedule_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise ValueError(f"not a schedule record: {exc}") from None
+    return _SCHEDULES.decode(data)
 
 
 class Backend(abc.ABC):
