@@ -2,8 +2,9 @@
 
 ``record`` never awaits and never blocks: it appends to an in-memory buffer (dropping, and
 counting, events once ``capacity`` is reached). A background coroutine writes the buffer to the
-backend's event store every ``flush_interval`` seconds, or sooner when it fills up. Event storage
-failures are logged and counted, never raised into task execution.
+backend's event store every ``flush_interval`` seconds, or sooner when it fills up. A failed write
+keeps its events for the next flush (a store outage delays events, within ``capacity``); failures
+are logged, never raised into task execution.
 """
 
 from __future__ import annotations
@@ -93,14 +94,30 @@ class EventRecorder:
         try:
             await self._backend.append_events(batch)
         except Exception as exc:
-            self.dropped += len(batch)
-            log.warning("could not store %d events: %s: %s", len(batch), type(exc).__name__, exc)
+            # Keep them for the next flush (event ids make the write idempotent), oldest first,
+            # within capacity: a store outage delays events instead of losing them.
+            kept = [*batch, *self._buffer]
+            overflow = max(0, len(kept) - self._capacity)
+            self.dropped += overflow
+            self._buffer = kept[overflow:]
+            log.warning(
+                "could not store %d events (kept for the next try%s): %s: %s",
+                len(batch),
+                f", {overflow} dropped over capacity" if overflow else "",
+                type(exc).__name__,
+                exc,
+            )
 
     async def stop(self) -> None:
-        """Stop the writer and flush what is left."""
+        """Stop the writer and flush what is left (events that still cannot be stored are
+        counted in ``dropped``)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
         await self.flush()
+        if self._buffer:
+            self.dropped += len(self._buffer)
+            log.warning("%d events were not stored (the store is unavailable)", len(self._buffer))
+            self._buffer = []
