@@ -167,6 +167,11 @@ _signatures: weakref.WeakKeyDictionary[Callable[..., Any], inspect.Signature | N
 )
 
 
+_fitting_shapes: weakref.WeakKeyDictionary[Callable[..., Any], set[tuple[int, tuple[str, ...]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
     try:
         return _signatures[fn]
@@ -190,10 +195,22 @@ def check_arguments(
     Raises:
         TypeError: naming the function, its signature and what does not fit.
     """
-    sig = _signature(unwrap_task(fn))
+    fn = unwrap_task(fn)
+    sig = _signature(fn)
     if sig is None:
+        return
+    # Binding depends only on how many positional arguments there are and which keywords:
+    # remember the shapes that fit, so a bulk enqueue binds once, not once per task.
+    shape = (len(args), tuple(kwargs))
+    try:
+        fitting = _fitting_shapes.get(fn)
+    except TypeError:  # not weak-referenceable
+        fitting = None
+    if fitting is not None and shape in fitting:
         return
     try:
         sig.bind(*args, **kwargs)
     except TypeError as exc:
         raise TypeError(f"{path}{sig}: {exc}") from None
+    with contextlib.suppress(TypeError):  # not weak-referenceable: just not cached
+        _fitting_shapes.setdefault(fn, set()).add(shape)
