@@ -47,7 +47,7 @@ class DeadLetters:
     """Mixed into :class:`omniq.AsyncTaskQueue`: the dead-letter queue API."""
 
     backend: Backend
-    events: EventRecorder
+    event_logger: EventRecorder
     worker: Worker | None
 
     async def open(self) -> None:  # provided by the client
@@ -146,7 +146,7 @@ class DeadLetters:
     async def _requeue(self, task_ids: Sequence[str]) -> list[Task]:
         done = await self.backend.requeue(task_ids, now=self.backend.clock.now())
         for task in done:
-            self.events.record(
+            self.event_logger.record(
                 task, EventType.REQUEUED, detail="requeued from the dead-letter queue"
             )
         if done and self.worker is not None:

@@ -117,7 +117,7 @@ class AsyncTaskQueue(DeadLetters):
         self._tasks = TaskBuilder(self.settings, self.backend, self.serializer)
         self._results = ResultReader(self.backend, self.serializer)
         self._schedules = ScheduleManager(self.backend, self._tasks)
-        self.events = EventRecorder(self.backend, enabled=self.settings.events_enabled)
+        self.event_logger = EventRecorder(self.backend, enabled=self.settings.events_enabled)
         self.worker: Worker | None = None
         if workers:
             executor = self.settings.default_worker
@@ -133,7 +133,7 @@ class AsyncTaskQueue(DeadLetters):
                     self.settings, queues=tuple(queues), executor=executor
                 ),
                 serializer=self.serializer,
-                events=self.events,
+                events=self.event_logger,
                 on_finished=self._results.notify,
             )
         self._open_lock: asyncio.Lock | None = None
@@ -165,7 +165,7 @@ class AsyncTaskQueue(DeadLetters):
             if self._opened:  # another coroutine opened it while we waited for the lock
                 return  # type: ignore[unreachable]
             await self.backend.open()
-            self.events.start()
+            self.event_logger.start()
             if self.worker is not None:
                 await self.worker.start()
             self._opened = True
@@ -181,7 +181,7 @@ class AsyncTaskQueue(DeadLetters):
             return
         if self.worker is not None:
             await self.worker.stop(grace)
-        await self.events.stop()
+        await self.event_logger.stop()
         await self.backend.close()
 
     async def __aenter__(self) -> AsyncTaskQueue:
@@ -198,7 +198,7 @@ class AsyncTaskQueue(DeadLetters):
         created = {t.id for t in tasks}
         for task in stored:
             if task.id in created:
-                self.events.record(task, EventType.ENQUEUED)
+                self.event_logger.record(task, EventType.ENQUEUED)
         if self.worker is not None:
             self.worker.wake()
         return stored
@@ -409,7 +409,7 @@ class AsyncTaskQueue(DeadLetters):
             error=ErrorInfo(type="omniq.errors.TaskCancelledError", message="cancelled by request"),
         )
         if task.state is TaskState.CANCELLED:
-            self.events.record(task, EventType.CANCELLED, detail="cancelled by request")
+            self.event_logger.record(task, EventType.CANCELLED, detail="cancelled by request")
             self._results.notify([task_id])
             return True
         return task.cancel_requested
@@ -475,7 +475,7 @@ class AsyncTaskQueue(DeadLetters):
     async def list_events(self, *, task_id: str | None = None, limit: int = 100) -> list[TaskEvent]:
         """Recorded events, oldest first, optionally of one task (buffered events are flushed first)."""
         await self.open()
-        await self.events.flush()
+        await self.event_logger.flush()
         return await self.backend.list_events(task_id=task_id, limit=limit)
 
     # -- schedules ---------------------------------------------------------------------------
