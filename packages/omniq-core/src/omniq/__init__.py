@@ -15,11 +15,15 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing is not free
 if TYPE_CHECKING:
     from typing import Any
 
+    from omniq._canvas import Graph, GraphRun, Signature, chain, chord, group, signature
     from omniq._context import TaskContext, current_task
     from omniq._defaults import DEFAULT
     from omniq._sync_client import TaskQueue
     from omniq.client import AsyncTaskQueue
     from omniq.errors import (
+        DependencyCycleError,
+        DependencyError,
+        DependencyFailedError,
         OmniQError,
         ResultExpiredError,
         ResultNotStoredError,
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
         TaskFailedError,
         TaskNotFoundError,
         TaskTimeoutError,
+        WaitDeadlockError,
         WorkerLostError,
     )
     from omniq.models import (
@@ -45,13 +50,19 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT",
     "AsyncTaskQueue",
+    "DependencyCycleError",
+    "DependencyError",
+    "DependencyFailedError",
     "EventType",
     "ExecutorStats",
+    "Graph",
+    "GraphRun",
     "OmniQError",
     "ResultExpiredError",
     "ResultNotStoredError",
     "ResultTimeoutError",
     "Retry",
+    "Signature",
     "Task",
     "TaskCancelledError",
     "TaskContext",
@@ -62,10 +73,15 @@ __all__ = [
     "TaskResult",
     "TaskState",
     "TaskTimeoutError",
+    "WaitDeadlockError",
     "WorkerInfo",
     "WorkerLostError",
     "WorkerState",
+    "chain",
+    "chord",
     "current_task",
+    "group",
+    "signature",
 ]
 
 __version__ = "0.1.0"
@@ -73,13 +89,19 @@ __version__ = "0.1.0"
 _HOME: dict[str, str] = {
     "DEFAULT": "omniq._defaults",
     "AsyncTaskQueue": "omniq.client",
+    "DependencyCycleError": "omniq.errors",
+    "DependencyError": "omniq.errors",
+    "DependencyFailedError": "omniq.errors",
     "EventType": "omniq.models",
     "ExecutorStats": "omniq.models",
+    "Graph": "omniq._canvas",
+    "GraphRun": "omniq._canvas",
     "OmniQError": "omniq.errors",
     "ResultExpiredError": "omniq.errors",
     "ResultNotStoredError": "omniq.errors",
     "ResultTimeoutError": "omniq.errors",
     "Retry": "omniq.errors",
+    "Signature": "omniq._canvas",
     "Task": "omniq.models",
     "TaskCancelledError": "omniq.errors",
     "TaskContext": "omniq._context",
@@ -90,10 +112,15 @@ _HOME: dict[str, str] = {
     "TaskResult": "omniq.models",
     "TaskState": "omniq.models",
     "TaskTimeoutError": "omniq.errors",
+    "WaitDeadlockError": "omniq.errors",
     "WorkerInfo": "omniq.models",
     "WorkerLostError": "omniq.errors",
     "WorkerState": "omniq.models",
+    "chain": "omniq._canvas",
+    "chord": "omniq._canvas",
     "current_task": "omniq._context",
+    "group": "omniq._canvas",
+    "signature": "omniq._canvas",
 }
 """The module defining each public name (one entry per name of ``__all__``)."""
 

@@ -7,12 +7,26 @@ copied into the thread).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import threading
+from collections.abc import AsyncIterator
+from typing import Protocol
 
 import msgspec
 
-__all__ = ["TaskContext", "current_task"]
+__all__ = ["SlotLender", "TaskContext", "current_task", "lending_slot"]
+
+
+class SlotLender(Protocol):
+    """What the worker gives a running task so waiting inside it cannot deadlock the worker."""
+
+    def lend(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """While inside, the task's slot counts as free: the worker may claim another task."""
+
+    def can_run_now(self, executor: str | None) -> bool:
+        """True when this worker hosts ``executor`` (``None``: its default) and has a free slot
+        for it now."""
 
 
 class TaskContext(msgspec.Struct, kw_only=True, dict=True):
@@ -25,6 +39,9 @@ class TaskContext(msgspec.Struct, kw_only=True, dict=True):
         worker_id: the worker running it.
         cancel_event: set when the task should stop (cancellation requested, timeout, shutdown).
             Long-running sync code should check :meth:`cancelled` between steps.
+        slots: the worker's slot lender (engine use: waiting for other tasks frees the slot of
+            an async task; a sync task's wait checks there is a slot left), ``None`` where
+            there is none (a ``process`` child).
     """
 
     task_id: str
@@ -32,6 +49,7 @@ class TaskContext(msgspec.Struct, kw_only=True, dict=True):
     queue: str
     worker_id: str
     cancel_event: threading.Event = msgspec.field(default_factory=threading.Event)
+    slots: SlotLender | None = None
 
     def cancelled(self) -> bool:
         """True once the task has been asked to stop."""
@@ -56,3 +74,16 @@ def set_current_task(ctx: TaskContext | None) -> contextvars.Token[TaskContext |
 def reset_current_task(token: contextvars.Token[TaskContext | None]) -> None:
     """Undo :func:`set_current_task` (engine use)."""
     _current.reset(token)
+
+
+@contextlib.asynccontextmanager
+async def lending_slot() -> AsyncIterator[None]:
+    """Around a wait for other tasks: inside a running task (on this worker's event loop), its
+    slot is lent to the worker for the wait, so the awaited tasks can run here even when every
+    slot is taken. Elsewhere it does nothing."""
+    ctx = _current.get()
+    if ctx is None or ctx.slots is None:
+        yield
+        return
+    async with ctx.slots.lend():
+        yield

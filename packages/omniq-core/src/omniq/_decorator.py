@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Generic, ParamSpec, TypeVar, Unpack
 
+from omniq._canvas import Signature
 from omniq._options import TaskOptions, TaskOptionsArgs
 
 __all__ = ["AsyncTaskFunction", "TaskFunction", "TaskOptions"]
@@ -36,6 +37,15 @@ class _TaskFunctionBase(Generic[P, R]):
     def __repr__(self) -> str:
         fn = self.__omniq_function__
         return f"<task {fn.__module__}:{fn.__qualname__}>"
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature of this call for a task graph (``chain``, ``group``, ``chord``); in a
+        chain it receives the previous step's value in front of ``args``."""
+        return Signature(self.__omniq_function__, args, kwargs, self.task_options)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: in a chain or chord it never receives parents' values."""
+        return Signature(self.__omniq_function__, args, kwargs, self.task_options, immutable=True)
 
 
 class AsyncTaskFunction(_TaskFunctionBase[P, R]):

@@ -14,7 +14,7 @@ from omniq._retrying import check_backoff, exception_paths
 from omniq.errors import ConfigError
 from omniq.plugins._registry import check_executor_name
 
-__all__ = ["TaskOptions", "TaskOptionsArgs", "check_seconds"]
+__all__ = ["TaskOptions", "TaskOptionsArgs", "check_seconds", "check_task_ids"]
 
 _PRIORITY_RANGE = (-(2**31), 2**31 - 1)
 _MAX_RETRIES = 10_000
@@ -76,6 +76,7 @@ class TaskOptionsArgs(TypedDict, total=False):
     idempotency_key: str | None
     executor: str | None
     headers: Mapping[str, str] | None
+    depends_on: Sequence[str]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +106,7 @@ class TaskOptions:
     idempotency_key: str | None = None
     executor: str | None = None
     headers: Mapping[str, str] | None = None
+    depends_on: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         if self.queue is not None:
@@ -151,3 +153,18 @@ class TaskOptions:
             or not all(isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items())
         ):
             raise TypeError(f"headers must map str to str, got {self.headers!r}")
+        check_task_ids("depends_on", self.depends_on)
+
+
+def check_task_ids(name: str, ids: Any) -> tuple[str, ...]:
+    """``ids`` as a tuple of task ids without duplicates (first occurrence kept).
+
+    Raises:
+        TypeError: a single string, or not a sequence of non-empty strings.
+    """
+    if isinstance(ids, str | bytes) or not isinstance(ids, Sequence):
+        raise TypeError(f"{name} takes a list of task ids, got {type(ids).__name__}: {ids!r}")
+    for task_id in ids:
+        if not isinstance(task_id, str) or not task_id:
+            raise TypeError(f"{name}: {task_id!r} is not a task id (a non-empty string)")
+    return tuple(dict.fromkeys(ids))

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
+from omniq._context import lending_slot
 from omniq.backend import Backend
 from omniq.errors import (
     ResultExpiredError,
@@ -60,17 +61,23 @@ class ResultReader:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         poll = _FIRST_POLL
-        while True:
-            task = await self.task(task_id)
-            if task.state.is_terminal:
-                return await self.value_of(task)
-            remaining = None if deadline is None else deadline - loop.time()
-            if remaining is not None and remaining <= 0:
-                raise ResultTimeoutError(
-                    f"task {task_id} is still {task.state.value} after {timeout} s"
+        task = await self.task(task_id)
+        if task.state.is_terminal:
+            return await self.value_of(task)
+        async with lending_slot():  # inside a task: the awaited task may run in our slot
+            while True:
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    raise ResultTimeoutError(
+                        f"task {task_id} is still {task.state.value} after {timeout} s"
+                    )
+                await self._wait_finished(
+                    task_id, poll if remaining is None else min(poll, remaining)
                 )
-            await self._wait_finished(task_id, poll if remaining is None else min(poll, remaining))
-            poll = min(poll * 1.5, _MAX_POLL)
+                poll = min(poll * 1.5, _MAX_POLL)
+                task = await self.task(task_id)
+                if task.state.is_terminal:
+                    return await self.value_of(task)
 
     async def value_of(self, task: Task) -> Any:
         """The value of a finished task, or the error that describes its end."""

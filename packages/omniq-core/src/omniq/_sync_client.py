@@ -13,12 +13,16 @@ import weakref
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack, overload
 
+from omniq._canvas import GraphRun
+from omniq._context import TaskContext, current_task
 from omniq._decorator import TaskFunction
 from omniq._options import TaskOptions, TaskOptionsArgs
 from omniq._portal import Portal
 from omniq.client import AsyncTaskQueue
 from omniq.clock import Clock
 from omniq.config import Settings
+from omniq.errors import WaitDeadlockError
+from omniq.models import Task, TaskState
 
 __all__ = ["TaskQueue"]
 
@@ -101,7 +105,40 @@ class TaskQueue:
     enqueue = _blocking(AsyncTaskQueue.enqueue)
     enqueue_many = _blocking(AsyncTaskQueue.enqueue_many)
     get_task = _blocking(AsyncTaskQueue.get_task)
-    get_result = _blocking(AsyncTaskQueue.get_result)
+    enqueue_graph = _blocking(AsyncTaskQueue.enqueue_graph)
+
+    def get_result(self, task_id: str | GraphRun, timeout: float | None = None) -> Any:
+        """Wait for the task (or graph) to finish and return its value; as
+        :meth:`AsyncTaskQueue.get_result`.
+
+        Raises:
+            WaitDeadlockError: called from a sync task whose worker has no free slot to run
+                the awaited, unfinished task (the wait could never end); besides the errors of
+                :meth:`AsyncTaskQueue.get_result`.
+        """
+        ctx = current_task()
+        if ctx is not None and ctx.slots is not None:
+            ids = task_id.result_ids if isinstance(task_id, GraphRun) else (task_id,)
+            for one in ids:
+                self._check_wait(ctx, self._portal.call(self.async_queue.get_task, one))
+        return self._portal.call(self.async_queue.get_result, task_id, timeout)
+
+    @staticmethod
+    def _check_wait(ctx: TaskContext, awaited: Task) -> None:
+        """Refuse a blocking wait that can never end: the awaited task is unfinished and this
+        sync task's worker has no free slot for it (its own slot stays taken while it waits)."""
+        if awaited.state.is_terminal or awaited.state is TaskState.RUNNING:
+            return
+        assert ctx.slots is not None
+        if not ctx.slots.can_run_now(awaited.executor):
+            raise WaitDeadlockError(
+                f"task {ctx.task_id} blocks waiting for task {awaited.id} "
+                f"({awaited.state.value}), but its worker {ctx.worker_id} has no free "
+                f"{awaited.executor or 'default'} slot to run it, so the wait could never end. "
+                "Make the waiting task `async def` (an awaiting task lends its slot), give the "
+                "worker more slots, or express the wait as a dependency (depends_on, chain, chord)"
+            )
+
     cancel = _blocking(AsyncTaskQueue.cancel)
     list_tasks = _blocking(AsyncTaskQueue.list_tasks)
     stats = _blocking(AsyncTaskQueue.stats)

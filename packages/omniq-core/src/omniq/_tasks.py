@@ -17,7 +17,7 @@ from omniq._functions import (
     needs_dill,
 )
 from omniq._ids import new_id
-from omniq._options import TaskOptions, check_seconds
+from omniq._options import TaskOptions, check_seconds, check_task_ids
 from omniq._retrying import check_backoff, exception_paths
 from omniq.backend import Backend
 from omniq.config import Settings
@@ -96,8 +96,15 @@ class TaskBuilder:
         args: Sequence[Any],
         kwargs: Mapping[str, Any] | None,
         options: TaskOptions,
+        *,
+        pass_results: tuple[str, ...] | None = None,
+        pass_single: bool = False,
     ) -> Task:
         """The task record for ``func(*args, **kwargs)`` with ``options`` (not yet stored).
+
+        A task with ``options.depends_on`` is built ``waiting``. With ``pass_results`` (parent
+        ids whose values it receives, see :class:`~omniq.models.Task`) the arguments are
+        checked with that value in front of ``args``.
 
         Raises:
             TypeError: ``args``/``kwargs`` of the wrong shape, or a bad ``func``.
@@ -114,7 +121,8 @@ class TaskBuilder:
         headers = dict(options.headers or {})
         path, func_bytes = self.function_ref(func, headers)
         if not isinstance(func, str):
-            check_arguments(func, tuple(args), dict(kwargs or {}), path)
+            checked = tuple(args) if pass_results is None else (None, *args)
+            check_arguments(func, checked, dict(kwargs or {}), path)
         now = self.backend.clock.now()
         run_at = now
         if options.eta is not None:
@@ -148,7 +156,11 @@ class TaskBuilder:
             queue=options.queue or "default",
             priority=options.priority,
             executor=options.executor,
-            state=TaskState.SCHEDULED if run_at > now else TaskState.PENDING,
+            state=TaskState.WAITING
+            if options.depends_on
+            else TaskState.SCHEDULED
+            if run_at > now
+            else TaskState.PENDING,
             max_retries=s.retry_attempts if options.retries is DEFAULT else options.retries,
             retry_delay=check_seconds("retry_delay", retry_delay),
             retry_backoff=s.retry_backoff
@@ -162,4 +174,7 @@ class TaskBuilder:
             result_ttl=check_seconds("result_ttl", result_ttl, allow_none=True),
             idempotency_key=options.idempotency_key,
             headers=headers,
+            depends_on=check_task_ids("depends_on", options.depends_on),
+            pass_results=pass_results,
+            pass_single=pass_single,
         )

@@ -45,6 +45,7 @@ __all__ = [
     "encode_schedule_record",
     "encode_worker_record",
     "check_outcomes",
+    "settle_decision",
 ]
 
 
@@ -202,6 +203,49 @@ def check_outcomes(outcomes: Sequence[Outcome]) -> None:
             raise ValueError(f"finish: task {o.task_id}: a scheduled outcome needs retry_at")
 
 
+DEPENDENCY_FAILED_ERROR = "omniq.errors.DependencyFailedError"
+
+
+def settle_decision(child: Task, parents: Sequence[Task | None], *, now: float) -> Task | None:
+    """What :meth:`Backend.settle_waiting` turns one waiting task into, given its parents.
+
+    For backend authors who settle in Python: read the child and its parents (``parents[i]`` is
+    the stored task of ``child.depends_on[i]``, ``None`` when it does not exist), call this, and
+    write the returned task only if the child is still ``waiting`` (one atomic step).
+
+    Returns:
+        ``None`` when nothing changes (the child is not waiting, or a parent is unfinished);
+        else the child ``cancelled`` (``finished_at = now``, error
+        ``omniq.errors.DependencyFailedError`` naming the first parent that failed, was
+        cancelled or does not exist), or, when every parent succeeded, ``pending`` (``scheduled``
+        if its own ``run_at`` is still ahead).
+    """
+    if child.state is not TaskState.WAITING:
+        return None
+    unfinished = False
+    for parent_id, parent in zip(child.depends_on, parents, strict=True):
+        if parent is None:
+            reason = f"parent task {parent_id} does not exist (never enqueued, or purged)"
+        elif parent.state is TaskState.FAILED:
+            why = f": {parent.error.type}: {parent.error.message}" if parent.error else ""
+            reason = f"parent task {parent_id} failed{why}"
+        elif parent.state is TaskState.CANCELLED:
+            reason = f"parent task {parent_id} was cancelled"
+        else:
+            unfinished = unfinished or parent.state is not TaskState.SUCCESS
+            continue
+        return msgspec.structs.replace(
+            child,
+            state=TaskState.CANCELLED,
+            finished_at=now,
+            error=ErrorInfo(type=DEPENDENCY_FAILED_ERROR, message=reason[:1000]),
+        )
+    if unfinished:
+        return None
+    due = TaskState.SCHEDULED if child.run_at > now else TaskState.PENDING
+    return msgspec.structs.replace(child, state=due)
+
+
 _R = TypeVar("_R")
 
 
@@ -319,6 +363,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def enqueue(self, tasks: Sequence[Task]) -> list[Task]:
         """Store new tasks; return, in input order, the task now stored for each input.
+
+        A task may arrive ``waiting`` with ``depends_on`` (parents that exist, or come earlier in
+        the same batch): it is stored as given and never claimed until :meth:`settle_waiting`
+        releases it; :meth:`dependents` finds it from any of its parents once this returns.
 
         Idempotent by id and by ``idempotency_key``: when a task with the same id, or with the same
         non-null key, already exists, nothing is written for that input and the existing task is
@@ -479,6 +527,29 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def count_by_worker(self, query: TaskQuery) -> dict[str, int]:
         """How many tasks matching ``query`` each worker id last held."""
+
+    # -- dependencies ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def dependents(self, task_ids: Sequence[str]) -> list[str]:
+        """Ids of the ``waiting`` tasks that list one of ``task_ids`` in their ``depends_on``
+        (each once, any order). Tasks in other states are not returned.
+
+        A task enqueued ``waiting`` is found here as soon as :meth:`enqueue` has returned.
+        """
+
+    @abc.abstractmethod
+    async def settle_waiting(self, task_ids: Sequence[str]) -> list[Task]:
+        """Re-evaluate waiting tasks against their parents; return the ones that changed.
+
+        For each id whose task is ``waiting``, as one atomic step (its parents' states read
+        and its own transition conditional on it still being ``waiting``): it becomes what
+        :func:`settle_decision` says, with the backend's ``now``: ``cancelled`` when a parent
+        failed, was cancelled or does not exist; ``pending`` (or ``scheduled`` before its
+        ``run_at``) when every parent succeeded; else it is left unchanged. Other states and
+        unknown ids are ignored. Since a task leaves ``waiting`` only once, any number of
+        concurrent callers release (or cancel) each task exactly once: it is returned by exactly
+        one of them.
+        """
 
     # -- results ---------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -7,16 +7,32 @@ here exists once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, Unpack, overload
 
+import msgspec
+
+from omniq._canvas import (
+    Canvas,
+    Chain,
+    Chord,
+    Graph,
+    GraphRun,
+    Group,
+    Signature,
+    compile_canvas,
+    compile_graph,
+)
 from omniq._dead import DeadLetters
 from omniq._decorator import AsyncTaskFunction
 from omniq._defaults import DEFAULT, Default
+from omniq._dependencies import check_parents, settle, settle_dependents
 from omniq._events import EventRecorder
-from omniq._options import TaskOptions, TaskOptionsArgs, check_seconds
+from omniq._ids import new_id
+from omniq._options import TaskOptions, TaskOptionsArgs, check_seconds, check_task_ids
 from omniq._process_role import in_worker_process
 from omniq._results import ResultReader
 from omniq._setup import EMBEDDED_EXECUTORS, build_executors, create_backend, resolve_secret_key
@@ -194,14 +210,29 @@ class AsyncTaskQueue(DeadLetters):
     # -- enqueueing --------------------------------------------------------------------------
     async def _store(self, tasks: list[Task]) -> list[Task]:
         await self.open()
+        if any(t.depends_on for t in tasks):
+            await check_parents(self.backend, tasks)
         stored = await self.backend.enqueue(tasks)
         created = {t.id for t in tasks}
         for task in stored:
             if task.id in created:
                 self.event_logger.record(task, EventType.ENQUEUED)
+        waiting = [t.id for t in stored if t.state is TaskState.WAITING and t.id in created]
+        if waiting:  # parents may have finished already: release or cancel those now
+            await settle(self.backend, waiting, self._settled)
         if self.worker is not None:
             self.worker.wake()
         return stored
+
+    def _settled(self, changed: list[Task]) -> None:
+        """Waiting tasks this client released or cancelled: events and woken waiters."""
+        for task in changed:
+            if task.state is TaskState.CANCELLED:
+                detail = task.error.message if task.error else ""
+                self.event_logger.record(task, EventType.CANCELLED, detail=detail)
+            else:
+                self.event_logger.record(task, EventType.READY)
+        self._results.notify([t.id for t in changed if t.state.is_terminal])
 
     async def enqueue(
         self,
@@ -226,6 +257,7 @@ class AsyncTaskQueue(DeadLetters):
         idempotency_key: str | None = None,
         executor: str | None = None,
         headers: Mapping[str, str] | None = None,
+        depends_on: Sequence[str] = (),
     ) -> str:
         """Store one task and return its id.
 
@@ -254,10 +286,14 @@ class AsyncTaskQueue(DeadLetters):
             idempotency_key: while a task with this key exists, enqueueing again returns its id.
             executor: executor that must run it; default: the worker's.
             headers: free text metadata.
+            depends_on: ids of parent tasks: it stays ``waiting`` until every one succeeded
+                (at once if they already did) and is cancelled, with the reason, when one fails
+                or is cancelled. See :meth:`enqueue_graph` for chains, groups and chords.
 
         Raises:
             omniq.errors.SerializationError: an argument cannot be stored (the message names it).
             omniq.errors.PayloadTooLargeError: the arguments exceed ``OMNIQ_MAX_PAYLOAD_BYTES``.
+            omniq.errors.DependencyError: ``depends_on`` names an unknown task id.
             ConfigError: an option is invalid.
         """
         options = TaskOptions(
@@ -277,9 +313,72 @@ class AsyncTaskQueue(DeadLetters):
             idempotency_key=idempotency_key,
             executor=executor,
             headers=headers,
+            depends_on=depends_on,
         )
         [task] = await self._store([self._tasks.build(func, args, kwargs, options)])
         return task.id
+
+    async def enqueue_graph(
+        self, graph: Canvas | Graph, *, depends_on: Sequence[str] = ()
+    ) -> GraphRun:
+        """Store a task graph in one batch: a :func:`~omniq.chain`, :func:`~omniq.group`,
+        :func:`~omniq.chord`, a signature (``f.s(...)``) or a named :class:`~omniq.Graph`.
+
+        Parents run before children, in parallel where the graph allows; a child starts only
+        when all its parents succeeded; a failure or cancellation cancels every descendant
+        with the reason. ``await get_result(run)`` waits for the graph's result.
+
+        Args:
+            graph: the graph.
+            depends_on: ids of existing tasks the graph's first tasks wait for.
+
+        Returns:
+            A :class:`~omniq.GraphRun`: every task id, and the ids holding the result.
+
+        Raises:
+            omniq.errors.DependencyCycleError: a :class:`~omniq.Graph` with a cycle.
+            omniq.errors.DependencyError: ``depends_on`` names an unknown task.
+            ConfigError: a node has an ``idempotency_key`` or ``depends_on`` of its own, or a
+                graph refers to an unknown node.
+            TypeError: a node is not a signature, chain, group, chord or graph.
+        """
+        after = check_task_ids("depends_on", depends_on)
+        if isinstance(graph, Graph):
+            plan = compile_graph(graph, new_id, after)
+        elif isinstance(graph, Signature | Chain | Group | Chord):
+            plan = compile_canvas(graph, new_id, after)
+        else:
+            raise TypeError(
+                f"enqueue_graph() takes a chain, group, chord, signature or Graph, "
+                f"got {type(graph).__name__}"
+            )
+        tasks = []
+        for planned in plan.tasks:
+            sig = planned.signature
+            if sig.options.idempotency_key is not None or sig.options.depends_on:
+                raise ConfigError(
+                    f"{sig.func!r} in a task graph has its own idempotency_key or depends_on; "
+                    "a graph's tasks take their parents from the graph "
+                    "(use enqueue_graph(..., depends_on=[...]) for outside parents)"
+                )
+            options = dataclasses.replace(sig.options, depends_on=planned.depends_on)
+            task = self._tasks.build(
+                sig.func,
+                sig.args,
+                sig.kwargs,
+                options,
+                pass_results=planned.pass_results,
+                pass_single=planned.pass_single,
+            )
+            tasks.append(msgspec.structs.replace(task, id=planned.id))
+        if tasks:
+            await self._store(tasks)
+        return GraphRun(
+            ids=tuple(t.id for t in tasks),
+            result_ids=plan.result_ids,
+            is_group=plan.is_group,
+            names=plan.names,
+        )
 
     async def enqueue_many(
         self,
@@ -372,11 +471,14 @@ class AsyncTaskQueue(DeadLetters):
         await self.open()
         return await self._results.task(task_id)
 
-    async def get_result(self, task_id: str, timeout: float | None = None) -> Any:
+    async def get_result(self, task_id: str | GraphRun, timeout: float | None = None) -> Any:
         """Wait for the task to finish and return its value.
 
         Args:
-            task_id: the id ``enqueue`` returned.
+            task_id: the id ``enqueue`` returned, or the :class:`~omniq.GraphRun` of
+                :meth:`enqueue_graph`: then the value of its last task (a chain), callback
+                (a chord), or the list of its members' values (a group; ``[]`` at once for
+                an empty one).
             timeout: seconds to wait; ``None`` waits as long as it takes, ``0`` checks once.
 
         Raises:
@@ -390,6 +492,10 @@ class AsyncTaskQueue(DeadLetters):
         """
         timeout = check_seconds("timeout", timeout, allow_none=True)
         await self.open()
+        if isinstance(task_id, GraphRun):
+            if task_id.is_group:
+                return [await self._results.wait(i, timeout) for i in task_id.result_ids]
+            task_id = task_id.id
         return await self._results.wait(task_id, timeout)
 
     async def cancel(self, task_id: str) -> bool:
@@ -411,6 +517,7 @@ class AsyncTaskQueue(DeadLetters):
         if task.state is TaskState.CANCELLED:
             self.event_logger.record(task, EventType.CANCELLED, detail="cancelled by request")
             self._results.notify([task_id])
+            await settle_dependents(self.backend, [task_id], self._settled)
             return True
         return task.cancel_requested
 

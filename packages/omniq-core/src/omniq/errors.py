@@ -19,7 +19,11 @@ __all__ = [
     "BackendNotFoundError",
     "CallFailedError",
     "ConfigError",
+    "DependencyCycleError",
+    "DependencyError",
+    "DependencyFailedError",
     "DeserializationError",
+    "WaitDeadlockError",
     "ExecutorNotFoundError",
     "LeaseLostError",
     "NotSupportedError",
@@ -198,6 +202,37 @@ class CallFailedError(OmniQError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.info,))
+
+
+class DependencyError(OmniQError, ValueError):
+    """A dependency that cannot be registered: an unknown parent id, a task listed as its own
+    parent, or a malformed ``depends_on``. Raised at enqueue; nothing is stored."""
+
+
+class DependencyCycleError(DependencyError):
+    """The graph given to ``enqueue_graph`` has a cycle; the message lists the nodes on it.
+
+    Attributes:
+        cycle: the node names on the cycle, the first repeated at the end.
+    """
+
+    def __init__(self, cycle: Iterable[str]) -> None:
+        self.cycle: tuple[str, ...] = tuple(cycle)
+        super().__init__(
+            "the task graph has a cycle: " + " -> ".join(self.cycle) + "; nothing was enqueued"
+        )
+
+
+class DependencyFailedError(OmniQError):
+    """Recorded on a task cancelled because a parent failed, was cancelled or no longer exists
+    (the message names the parent and why)."""
+
+
+class WaitDeadlockError(OmniQError, RuntimeError):
+    """A sync task blocked waiting for another task's result while its worker had no free slot:
+    the awaited task could never run there, so the wait would hang. Make the task ``async def``
+    (an async task awaiting frees its slot), raise the worker's concurrency, or express the
+    wait as a dependency (``depends_on``, a chain or a chord) instead."""
 
 
 class WorkerLostError(OmniQError):

@@ -72,6 +72,8 @@ class EventType(enum.StrEnum):
     """A worker shutting down gave the task back unfinished, without counting an attempt."""
     REQUEUED = "requeued"
     """A failed (dead) task was put back in its queue by hand, with a fresh retry budget."""
+    READY = "ready"
+    """Every parent of a waiting task succeeded: it is now due (dependencies released)."""
 
 
 class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -131,6 +133,12 @@ class Task(msgspec.Struct, kw_only=True):
         released: runs given back unfinished by a graceful worker shutdown. They still advance
             ``attempt`` (the fencing token never repeats) but do not count against
             ``max_retries``: runs used = ``attempt - released``.
+        depends_on: ids of the parent tasks; the task stays ``waiting`` until every one of them
+            has succeeded, and is cancelled when one fails or is cancelled.
+        pass_results: ids (a subset of ``depends_on``, in order) whose return values the worker
+            passes as the first positional argument: a list of them, or with ``pass_single``
+            the one value itself (a chain's link). ``None``: nothing is passed.
+        pass_single: pass the one value of ``pass_results`` unwrapped instead of a list.
     """
 
     id: str
@@ -162,6 +170,9 @@ class Task(msgspec.Struct, kw_only=True):
     retry_jitter: bool | None = None
     retry_on: tuple[str, ...] | None = None
     give_up_on: tuple[str, ...] = ()
+    depends_on: tuple[str, ...] = ()
+    pass_results: tuple[str, ...] | None = None
+    pass_single: bool = False
 
     @property
     def runs_used(self) -> int:

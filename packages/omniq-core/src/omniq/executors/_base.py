@@ -97,9 +97,18 @@ class Executor(abc.ABC):
     def in_flight(self) -> int:
         """Slots in use, including calls that timed out but cannot be stopped yet (threads)."""
 
+    lent: int = 0
+    """Slots of calls that are waiting for other tasks and lent their slot to the worker
+    (see :func:`omniq._context.lending_slot`); the worker's bookkeeping, not the executor's."""
+
+    @property
+    def occupied(self) -> int:
+        """Slots in use that are not lent: what counts against ``concurrency``."""
+        return max(0, self.in_flight - self.lent)
+
     def available(self) -> int:
-        """Free slots: how many more calls the worker may hand over now."""
-        return max(0, self.concurrency - self.in_flight)
+        """Free slots: how many more calls the worker may hand over now (lent slots included)."""
+        return max(0, self.concurrency - self.occupied)
 
     async def shutdown(self) -> None:  # noqa: B027 - optional hook
         """Release resources; running calls have already been awaited or cancelled."""

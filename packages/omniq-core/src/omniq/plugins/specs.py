@@ -14,7 +14,7 @@ import msgspec
 
 __all__ = ["PROTOCOL_VERSION", "BackendSpec", "ExecutorSpec", "load_target"]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 """Version of the backend/executor protocol this omniq-core speaks."""
 
 

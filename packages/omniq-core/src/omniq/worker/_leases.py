@@ -11,6 +11,7 @@ import asyncio
 import functools
 import logging
 import traceback
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from omniq._dead import purge_knows_failed_before
@@ -26,6 +27,8 @@ __all__ = ["LEASE_LOST", "SHUTDOWN", "STOP_CANCELLED", "LeaseKeeping", "Run"]
 log = logging.getLogger("omniq.worker")
 
 _PURGE_EVERY = 60.0
+_SWEEP_EVERY = 15.0
+"""Seconds between the janitor's sweeps over waiting tasks (see ``worker/_dependents.py``)."""
 
 
 # Why the worker itself stopped a running attempt.
@@ -57,6 +60,9 @@ class LeaseKeeping:
     _held: dict[str, int]  # task id -> attempt, until the outcome is stored
     _finishing: set[str]  # ids whose outcome is being written right now
     _breaker: CircuitBreaker  # every loop's calls to the backend go through it
+    # implemented by DependencySettling (worker/_dependents.py):
+    _settle_children_of: Callable[[Sequence[str]], None]
+    _sweep_waiting: Callable[[], Awaitable[None]]
 
     async def _release_held(self) -> None:
         if not self._held:
@@ -136,14 +142,20 @@ class LeaseKeeping:
     async def _janitor_loop(self) -> None:
         interval = max(0.2, min(self.options.lease / 4, 5.0))
         since_purge = _PURGE_EVERY  # purge soon after start
+        since_sweep = _SWEEP_EVERY  # and sweep the waiting tasks
         while True:
             try:
-                for task in await self._breaker.call(self.backend.requeue_expired):
+                recovered = await self._breaker.call(self.backend.requeue_expired)
+                for task in recovered:
                     self._events.record(
                         task,
                         EventType.LEASE_EXPIRED,
                         detail=task.error.message if task.error else "",
                     )
+                self._settle_children_of([t.id for t in recovered if t.state.is_terminal])
+                if since_sweep >= _SWEEP_EVERY:
+                    since_sweep = 0.0
+                    await self._breaker.call(self._sweep_waiting)
                 if since_purge >= _PURGE_EVERY:
                     since_purge = 0.0
                     now = self.backend.clock.now()
@@ -170,3 +182,4 @@ class LeaseKeeping:
                 log.debug("janitor traceback:\n%s", traceback.format_exc())
             await asyncio.sleep(interval)
             since_purge += interval
+            since_sweep += interval

@@ -29,15 +29,18 @@ from typing import Any
 import msgspec
 
 from omniq._context import TaskContext
+from omniq._dependencies import parent_values
 from omniq._events import EventRecorder
 from omniq._functions import LOCAL_TOKEN_HEADER, FunctionResolver
 from omniq._ids import new_id
 from omniq._retrying import RetryDefaults
 from omniq.backend import Backend
 from omniq.errors import (
+    BackendError,
     CallFailedError,
     DeserializationError,
     LeaseLostError,
+    OmniQError,
     SerializationError,
     TaskTimeoutError,
 )
@@ -47,6 +50,7 @@ from omniq.schedules import Scheduler
 from omniq.serialization import Serializer, error_info
 from omniq.worker import _outcomes
 from omniq.worker._breaker import CircuitBreaker, CircuitOpenError
+from omniq.worker._dependents import DependencySettling, WorkerSlots
 from omniq.worker._health import HealthReporting
 from omniq.worker._leases import LEASE_LOST, SHUTDOWN, STOP_CANCELLED, LeaseKeeping, Run
 from omniq.worker._options import WorkerOptions
@@ -54,6 +58,8 @@ from omniq.worker._outcomes import COUNTER_OF, PendingOutcome
 from omniq.worker._stats import ExecutorStats
 
 __all__ = ["Worker"]
+
+_TERMINAL_EVENTS = frozenset({EventType.COMPLETE, EventType.ERROR, EventType.CANCELLED})
 
 log = logging.getLogger("omniq.worker")
 
@@ -66,7 +72,7 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
 
 
-class Worker(LeaseKeeping, HealthReporting):
+class Worker(DependencySettling, LeaseKeeping, HealthReporting):
     """Claims and runs tasks from one backend.
 
     Args:
@@ -131,6 +137,7 @@ class Worker(LeaseKeeping, HealthReporting):
             )
         self._scheduling: asyncio.Task[None] | None = None
         self._init_health()
+        self._init_dependents()
         # One breaker for every call the loops make to this backend (see _breaker.py).
         self._breaker = CircuitBreaker(
             failure_threshold=options.breaker_threshold,
@@ -152,6 +159,7 @@ class Worker(LeaseKeeping, HealthReporting):
         for coro, name in (
             (self._heartbeat_loop(), "heartbeat"),
             (self._janitor_loop(), "janitor"),
+            (self._settle_loop(), "dependents"),
         ):
             self._loops.append(asyncio.create_task(coro, name=f"omniq-worker-{name}"))
         if self.scheduler is not None:
@@ -219,6 +227,7 @@ class Worker(LeaseKeeping, HealthReporting):
         if self._exchanger is not None:
             await self._exchanger  # stores the last outcomes, then ends
         await self._release_held()
+        await self._settle_now()
         for loop_task in self._loops:
             loop_task.cancel()
         for loop_task in self._loops:
@@ -241,7 +250,7 @@ class Worker(LeaseKeeping, HealthReporting):
         limit = sum(free.values())
         cap = self.options.max_running
         if cap is not None:
-            running = sum(e.in_flight for e in self.executors.values())
+            running = sum(e.occupied for e in self.executors.values())
             limit = min(limit, max(0, cap - running - sum(self._starting.values())))
         return free, limit
 
@@ -416,7 +425,11 @@ class Worker(LeaseKeeping, HealthReporting):
         task = run.task
         name = self._executor_name(task)
         context = TaskContext(
-            task_id=task.id, attempt=task.attempt, queue=task.queue, worker_id=self.worker_id
+            task_id=task.id,
+            attempt=task.attempt,
+            queue=task.queue,
+            worker_id=self.worker_id,
+            slots=WorkerSlots(self.executors, name, self.options.default_executor, self._wake.set),
         )
         try:
             fn = self._resolver.resolve(
@@ -431,6 +444,18 @@ class Worker(LeaseKeeping, HealthReporting):
                 )
             self._fail(task, error_info(exc), retry=False)
             return
+        if task.pass_results is not None:  # a chain link or chord callback: parents' values first
+            try:
+                args = (await parent_values(self.backend, self._serializer, task), *args)
+                task = msgspec.structs.replace(
+                    task, payload=self._serializer.dumps_call(args, kwargs)
+                )
+            except Exception as exc:
+                self._starting[name] -= 1
+                # A missing or expired parent result never comes back; a store error might.
+                missing = isinstance(exc, OmniQError) and not isinstance(exc, BackendError)
+                self._fail(task, error_info(exc), retry=not missing)
+                return
         self._events.record(task, EventType.EXECUTING, worker_id=self.worker_id)
         call = Call(
             fn=fn, args=args, kwargs=kwargs, timeout=task.timeout, context=context, task=task
@@ -570,5 +595,6 @@ class Worker(LeaseKeeping, HealthReporting):
             self._unhold(p.task)
             self.counters[COUNTER_OF[p.event]] += 1
             self._events.record(p.task, p.event, worker_id=self.worker_id, detail=p.detail)
+        self._settle_children_of([p.task.id for p in stored if p.event in _TERMINAL_EVENTS])
         if stored and self._on_finished is not None:
             self._on_finished([p.task.id for p in stored])

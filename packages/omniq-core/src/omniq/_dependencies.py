@@ -1,0 +1,123 @@
+"""The engine's side of task dependencies: checking new edges, releasing and cancelling children.
+
+A task with parents is stored ``waiting``. Whoever changes a parent's fate settles its children
+through two backend primitives, :meth:`~omniq.backend.Backend.dependents` and
+:meth:`~omniq.backend.Backend.settle_waiting` (one atomic, conditional transition per child, so
+each child is released or cancelled exactly once however many workers race):
+
+- the producer, right after enqueueing waiting tasks (their parents may already be finished);
+- the worker, after storing a terminal outcome (success releases, failure or cancel cascades);
+- a client's ``cancel``;
+- the janitor, for tasks whose lease expired into ``failed``/``cancelled``, and in a sweep over
+  every waiting task, which repairs a settle lost to a crash between "outcome stored" and
+  "children settled".
+
+The order "store the edge, then read the parent" (producer) against "store the outcome, then
+read the edges" (worker) guarantees that at least one side sees the other, so no child is left
+waiting for a parent that already finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from omniq.backend import Backend
+from omniq.errors import (
+    DependencyError,
+    ResultExpiredError,
+    ResultNotStoredError,
+)
+from omniq.models import Task, TaskState
+from omniq.serialization import Serializer
+
+__all__ = ["check_parents", "parent_values", "settle", "settle_dependents"]
+
+OnSettled = Callable[[list[Task]], None]
+
+
+async def check_parents(backend: Backend, tasks: Sequence[Task]) -> None:
+    """Refuse a batch whose ``depends_on`` names a task that neither exists nor comes earlier in
+    the batch, or a task that depends on itself.
+
+    Raises:
+        DependencyError: naming the task and the unknown parent ids.
+    """
+    earlier: set[str] = set()
+    outside: dict[str, None] = {}
+    for task in tasks:
+        if task.id in task.depends_on:
+            raise DependencyError(f"task {task.id} ({task.func}) cannot depend on itself")
+        outside.update((p, None) for p in task.depends_on if p not in earlier)
+        earlier.add(task.id)
+    if not outside:
+        return
+    found = await backend.get_tasks(list(outside))
+    missing = [p for p, t in zip(outside, found, strict=True) if t is None]
+    if missing:
+        shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
+        raise DependencyError(
+            f"depends_on names {len(missing)} unknown task id(s): {shown} "
+            "(never enqueued, or purged by retention); nothing was enqueued"
+        )
+
+
+async def settle(backend: Backend, task_ids: Iterable[str], on_settled: OnSettled) -> None:
+    """Settle these waiting tasks, then cascade through the children of any it cancelled.
+
+    ``on_settled`` receives each batch of tasks that changed (released or cancelled), for
+    events and wake-ups.
+    """
+    ids = list(dict.fromkeys(task_ids))
+    while ids:
+        changed = await backend.settle_waiting(ids)
+        if changed:
+            on_settled(changed)
+        cancelled = [t.id for t in changed if t.state is TaskState.CANCELLED]
+        ids = await backend.dependents(cancelled) if cancelled else []
+
+
+async def settle_dependents(
+    backend: Backend, parent_ids: Iterable[str], on_settled: OnSettled
+) -> None:
+    """Settle the waiting children of tasks that just reached a terminal state (and, through
+    :func:`settle`, the descendants of every child it cancels)."""
+    parents = list(dict.fromkeys(parent_ids))
+    if parents:
+        children = await backend.dependents(parents)
+        if children:
+            await settle(backend, children, on_settled)
+
+
+async def parent_values(backend: Backend, serializer: Serializer, task: Task) -> Any:
+    """The first positional argument a task with ``pass_results`` receives: the list of its
+    parents' return values in ``pass_results`` order, or the one value with ``pass_single``.
+
+    Raises:
+        DependencyError: ``pass_results`` names a task that is not a succeeded parent.
+        ResultNotStoredError: a parent was enqueued with ``result_ttl=0``.
+        ResultExpiredError: a parent's result is gone (``result_ttl`` passed, or purged).
+    """
+    ids = list(task.pass_results or ())
+    parents = await backend.get_tasks(ids) if ids else []
+    stored = await backend.get_results(ids) if ids else []
+    values = []
+    for parent_id, parent, result in zip(ids, parents, stored, strict=True):
+        if parent is None or parent.state is not TaskState.SUCCESS:
+            state = "missing" if parent is None else parent.state.value
+            raise DependencyError(
+                f"task {task.id}: the result of parent {parent_id} is passed to it but that "
+                f"task is {state}, not success"
+            )
+        if result is None:
+            if parent.result_ttl == 0:
+                raise ResultNotStoredError(
+                    f"parent task {parent_id} was enqueued with result_ttl=0, so task "
+                    f"{task.id} cannot receive its result"
+                )
+            raise ResultExpiredError(
+                f"the result of parent task {parent_id} expired before task {task.id} ran "
+                f"(result_ttl={parent.result_ttl} s)"
+            )
+        values.append(serializer.loads(result.data))
+    return values[0] if task.pass_single and len(values) == 1 else values

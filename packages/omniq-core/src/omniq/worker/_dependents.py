@@ -1,0 +1,141 @@
+"""The worker's part in task dependencies and in waiting inside tasks.
+
+- After a terminal outcome is stored, the task's waiting children are settled (released when
+  every parent succeeded, cancelled with the reason when one failed or was cancelled) by a loop
+  of their own, so settling never delays the exchange of outcomes and claims.
+- The janitor settles the children of tasks whose lease expired into ``failed``/``cancelled``,
+  and sweeps the waiting tasks now and then, which repairs a settle lost to a crash.
+- A running task waiting for other tasks lends its slot (:class:`WorkerSlots`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from omniq._dependencies import settle, settle_dependents
+from omniq._events import EventRecorder
+from omniq.backend import Backend, TaskQuery
+from omniq.executors import Executor
+from omniq.models import EventType, Task, TaskState
+from omniq.worker._breaker import CircuitBreaker, CircuitOpenError
+
+__all__ = ["DependencySettling", "WorkerSlots"]
+
+log = logging.getLogger("omniq.worker")
+
+_SWEEP_LIMIT = 1000
+"""Waiting tasks looked at per sweep (the oldest are settled first by the next sweeps)."""
+
+
+class WorkerSlots:
+    """A running task's view of its worker's slots (see :class:`omniq._context.SlotLender`).
+
+    Args:
+        executors: the worker's executors by name.
+        executor: the name of the executor running the task.
+        default_executor: the executor of tasks that name none.
+        wake: makes the worker claim now (called when a slot is lent).
+    """
+
+    def __init__(
+        self,
+        executors: dict[str, Executor],
+        executor: str,
+        default_executor: str,
+        wake: Callable[[], None],
+    ) -> None:
+        self._executors = executors
+        self._executor = executors[executor]
+        self._default = default_executor
+        self._wake = wake
+
+    @contextlib.asynccontextmanager
+    async def lend(self) -> AsyncIterator[None]:
+        """While inside, the task's slot is free for another task (the worker may then run
+        one task more than its concurrency once the wait ends, until a task finishes)."""
+        self._executor.lent += 1
+        self._wake()
+        try:
+            yield
+        finally:
+            self._executor.lent -= 1
+
+    def can_run_now(self, executor: str | None) -> bool:
+        """True when this worker hosts ``executor`` (``None``: the default) with a free slot."""
+        hosted = self._executors.get(executor or self._default)
+        return hosted is not None and hosted.available() > 0
+
+
+class DependencySettling:
+    """Settles the children of the tasks this worker finished (mixed into the worker)."""
+
+    backend: Backend
+    worker_id: str
+    _events: EventRecorder
+    _breaker: CircuitBreaker
+    _wake: asyncio.Event
+
+    def _init_dependents(self) -> None:
+        self._to_settle: list[str] = []  # parents whose children must be settled
+        self._settle_wake = asyncio.Event()
+
+    def _settle_children_of(self, task_ids: Sequence[str]) -> None:
+        """Queue the children of these (terminal) tasks for settling."""
+        if task_ids:
+            self._to_settle.extend(task_ids)
+            self._settle_wake.set()
+
+    def _on_settled(self, changed: list[Task]) -> None:
+        """Events (and a claim now) for children that were just released or cancelled."""
+        released = False
+        for task in changed:
+            if task.state is TaskState.CANCELLED:
+                detail = task.error.message if task.error else ""
+                self._events.record(
+                    task, EventType.CANCELLED, worker_id=self.worker_id, detail=detail
+                )
+            else:
+                released = True
+                self._events.record(task, EventType.READY, worker_id=self.worker_id)
+        if released:
+            self._wake.set()
+
+    async def _settle_loop(self) -> None:
+        """Settle queued parents' children, one batch at a time, keeping them on failure."""
+        failures = 0
+        while True:
+            if not self._to_settle:
+                self._settle_wake.clear()
+                await self._settle_wake.wait()
+            batch, self._to_settle = self._to_settle, []
+            try:
+                await self._breaker.call(
+                    functools.partial(settle_dependents, self.backend, batch, self._on_settled)
+                )
+                failures = 0
+            except Exception as exc:  # the janitor's sweep repairs what is never settled
+                self._to_settle[:0] = batch
+                failures += 1
+                if not isinstance(exc, CircuitOpenError):
+                    log.warning("settling dependents failed: %s: %s", type(exc).__name__, exc)
+                await asyncio.sleep(min(0.1 * 2**failures, 5.0))
+
+    async def _settle_now(self) -> None:
+        """At stop: one last try for what is queued (never raises)."""
+        batch, self._to_settle = self._to_settle, []
+        if batch:
+            with contextlib.suppress(Exception):
+                await settle_dependents(self.backend, batch, self._on_settled)
+
+    async def _sweep_waiting(self) -> None:
+        """Janitor: settle every waiting task whose parents have all finished (repairs settles
+        lost to a crash between storing a parent's outcome and settling its children)."""
+        waiting = await self.backend.list_tasks(
+            TaskQuery(states=(TaskState.WAITING,), limit=_SWEEP_LIMIT)
+        )
+        if waiting:
+            await settle(self.backend, [t.id for t in waiting], self._on_settled)
