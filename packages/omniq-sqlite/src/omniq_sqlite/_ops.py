@@ -125,6 +125,19 @@ def dependents(conn: sqlite3.Connection, task_ids: Sequence[str]) -> list[str]:
     return [row[0] for row in conn.execute(Q.dependents, {"ids": json_list(task_ids)})]
 
 
+def settle_candidates(conn: sqlite3.Connection, task_ids: Sequence[str]) -> list[str]:
+    """The ids among ``task_ids`` that a settle would change now: every parent succeeded, or
+    one failed, was cancelled or is missing (a lock-free read; :func:`settle_waiting` checks
+    again under the write lock). A fan-in child is looked at after every batch of its
+    parents, and this keeps those looks off the write lock."""
+    out = []
+    for task_id in dict.fromkeys(task_ids):
+        parents, succeeded, ended, missing = conn.execute(Q.parent_tally, (task_id,)).fetchone()
+        if ended or missing or succeeded == parents:
+            out.append(task_id)
+    return out
+
+
 def settle_waiting(conn: sqlite3.Connection, task_ids: Sequence[str], *, now: float) -> list[Task]:
     """Release or cancel waiting tasks per :func:`omniq.backend.settle_decision`, all in one
     write transaction (so each read of parents and its update are one atomic step)."""
@@ -134,6 +147,12 @@ def settle_waiting(conn: sqlite3.Connection, task_ids: Sequence[str], *, now: fl
             [child] = get_tasks(conn, [task_id])
             if child is None or child.state is not TaskState.WAITING:
                 continue
+            # A fan-in child is settled after each batch of its parents: tally them in SQL
+            # (one index pass, nothing decoded) and read them only when one did not succeed.
+            parents, succeeded, ended, missing = conn.execute(Q.parent_tally, (task_id,)).fetchone()
+            complete = parents == len(child.depends_on)
+            if complete and not (ended or missing) and succeeded < parents:
+                continue  # some parent is still unfinished, none failed
             decided = settle_decision(child, get_tasks(conn, child.depends_on), now=now)
             if decided is None:
                 continue

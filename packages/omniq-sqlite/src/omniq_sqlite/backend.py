@@ -400,7 +400,10 @@ class SQLiteBackend(Backend):
         ``WHERE state = 'waiting'`` under the write lock."""
         if not task_ids:
             return []
-        return await self._write(_ops.settle_waiting, list(task_ids), now=self.clock.now())
+        decidable = await self._read(_ops.settle_candidates, list(task_ids))
+        if not decidable:
+            return []
+        return await self._write(_ops.settle_waiting, decidable, now=self.clock.now())
 
     # -- results -------------------------------------------------------------------------------
     async def get_results(self, task_ids: Sequence[str]) -> list[StoredResult | None]:

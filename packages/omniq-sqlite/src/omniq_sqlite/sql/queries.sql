@@ -342,3 +342,12 @@ RETURNING {task_columns}
 
 -- name: delete_dependencies_of
 DELETE FROM omniq_dependencies WHERE child_id = ?
+
+-- name: parent_tally
+-- One pass over a waiting task's edges: (parents, succeeded, failed or cancelled, missing).
+SELECT count(*),
+       coalesce(sum(p.state = 'success'), 0),
+       coalesce(sum(p.state IN ('failed', 'cancelled')), 0),
+       count(*) - count(p.id)
+FROM omniq_dependencies AS d LEFT JOIN omniq_tasks AS p ON p.id = d.parent_id
+WHERE d.child_id = ?
