@@ -18,6 +18,7 @@ from omniq.clock import ManualClock
 from omniq.errors import BackendError, ConfigError, LeaseLostError
 from omniq.models import ErrorInfo, EventType, Task, TaskEvent, TaskState
 from omniq_sqlite import SPEC
+from omniq_sqlite._queries import MIGRATIONS
 from omniq_sqlite.backend import SQLiteBackend
 
 MakeTask = Callable[..., Task]
@@ -98,11 +99,9 @@ async def test_schema_is_migrated_once_and_newer_schema_is_refused(
     for _ in range(2):
         async with SQLiteBackend(db_path):
             pass
-    assert raw_db("SELECT version, name FROM omniq_schema_version") == [
-        (1, "initial"),
-        (2, "workers"),
-        (3, "schedules"),
-    ]
+    applied = raw_db("SELECT version, name FROM omniq_schema_version")
+    assert applied == [(m.version, m.name) for m in MIGRATIONS]  # each once, in order
+    assert applied[:4] == [(1, "initial"), (2, "workers"), (3, "schedules"), (4, "dependencies")]
     assert raw_db("PRAGMA journal_mode") == [("wal",)]
     raw_db("INSERT INTO omniq_schema_version VALUES (99, 'future', 0)")
     with pytest.raises(BackendError, match="schema version 99, newer"):
