@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         TaskEvent,
         TaskResult,
         TaskState,
+        ValueState,
         WorkerInfo,
         WorkerState,
     )
@@ -62,6 +63,7 @@ __all__ = [
     "TaskResult",
     "TaskState",
     "TaskTimeoutError",
+    "ValueState",
     "WorkerInfo",
     "WorkerLostError",
     "WorkerState",
@@ -90,6 +92,7 @@ _HOME: dict[str, str] = {
     "TaskResult": "omniq.models",
     "TaskState": "omniq.models",
     "TaskTimeoutError": "omniq.errors",
+    "ValueState": "omniq.models",
     "WorkerInfo": "omniq.models",
     "WorkerLostError": "omniq.errors",
     "WorkerState": "omniq.models",

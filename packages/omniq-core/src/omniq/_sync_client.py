@@ -10,7 +10,7 @@ from __future__ import annotations
 import atexit
 import functools
 import weakref
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack, overload
 
 from omniq._decorator import TaskFunction
@@ -19,6 +19,7 @@ from omniq._portal import Portal
 from omniq.client import AsyncTaskQueue
 from omniq.clock import Clock
 from omniq.config import Settings
+from omniq.models import TaskResult
 
 __all__ = ["TaskQueue"]
 
@@ -102,6 +103,8 @@ class TaskQueue:
     enqueue_many = _blocking(AsyncTaskQueue.enqueue_many)
     get_task = _blocking(AsyncTaskQueue.get_task)
     get_result = _blocking(AsyncTaskQueue.get_result)
+    get_results = _blocking(AsyncTaskQueue.get_results)
+    get_task_result = _blocking(AsyncTaskQueue.get_task_result)
     cancel = _blocking(AsyncTaskQueue.cancel)
     list_tasks = _blocking(AsyncTaskQueue.list_tasks)
     stats = _blocking(AsyncTaskQueue.stats)
@@ -119,6 +122,18 @@ class TaskQueue:
     requeue_dead = _blocking(AsyncTaskQueue.requeue_dead)
     requeue_dead_all = _blocking(AsyncTaskQueue.requeue_dead_all)
     purge_dead = _blocking(AsyncTaskQueue.purge_dead)
+
+    def as_completed(
+        self, task_ids: Sequence[str], timeout: float | None = None
+    ) -> Iterator[TaskResult]:
+        """:meth:`AsyncTaskQueue.as_completed` as a plain iterator::
+
+            for result in queue.as_completed(ids):
+                ...
+
+        Raises: as :meth:`AsyncTaskQueue.as_completed`, from the ``next`` call concerned.
+        """
+        return self._portal.iterate(self.async_queue.as_completed, task_ids, timeout)
 
     def _enqueue_with(
         self,
