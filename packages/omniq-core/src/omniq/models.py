@@ -213,8 +213,8 @@ class TaskResult(msgspec.Struct, kw_only=True):
         state: its state when read.
         value: the decoded return value when ``value_state`` is ``available``, else ``None``.
         value_state: whether the value can be read (see :class:`ValueState`).
-        error: the last error, if any (the terminal one for ``failed`` and ``cancelled``; for an
-            unfinished task, the failure that caused the pending retry).
+        error: the terminal error of a ``failed`` or ``cancelled`` task; for an unfinished one,
+            the failure that caused the pending retry; ``None`` after a success.
         attempts: how many times it was claimed (retries and lost workers included).
         worker_id: the worker that ran (or runs) the latest attempt.
         enqueued_at, started_at, finished_at: seconds since the epoch; ``started_at`` is the

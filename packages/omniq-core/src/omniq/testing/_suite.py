@@ -12,6 +12,7 @@ from omniq.testing._dead import DeadLetterConformance
 from omniq.testing._fixtures import MakeTask
 from omniq.testing._leases import LeaseConformance
 from omniq.testing._records import RecordConformance
+from omniq.testing._results import ResultConformance
 from omniq.testing._schedules import ScheduleConformance
 from omniq.testing._support import claim
 from omniq.testing._workers import WorkerConformance
@@ -25,6 +26,7 @@ class BackendConformance(
     RecordConformance,
     WorkerConformance,
     ClientConformance,
+    ResultConformance,
     ScheduleConformance,
     DeadLetterConformance,
 ):
