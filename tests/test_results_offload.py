@@ -90,6 +90,11 @@ def make_queue(tmp_path: Path) -> Callable[..., AsyncTaskQueue]:
     return make
 
 
+def object_file(root: Path, task_id: str) -> Path:
+    [path] = root.rglob(f"{task_id}.1")
+    return path
+
+
 def offloaded_files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
@@ -103,9 +108,7 @@ async def test_five_megabytes_round_trip_exactly_through_a_file_offload_dir(
     async with make_queue(result_offload_url=offload_dir.as_uri()) as queue:
         small = await queue.enqueue(tasks.echo, args=("small",), executor=executor)
         big = await queue.enqueue(tasks.blob, args=(FIVE_MB,), executor=executor)
-        utf8 = await queue.enqueue(
-            tasks.blob, args=(FIVE_MB // 10 * 4, "str"), executor=executor
-        )
+        utf8 = await queue.enqueue(tasks.blob, args=(FIVE_MB // 10 * 4, "str"), executor=executor)
         got = await queue.get_results([small, big, utf8], timeout=60)
         assert got[0] == "small"
         assert type(got[1]) is bytes and got[1] == raw
@@ -208,8 +211,7 @@ async def test_a_missing_or_modified_object_and_an_unconfigured_reader_are_repor
         first = await queue.enqueue(tasks.blob, args=(5000,))
         second = await queue.enqueue(tasks.blob, args=(5000,))
         await queue.get_results([first, second], timeout=20)
-    [path_1] = offload_dir.rglob(f"{first}.1")
-    [path_2] = offload_dir.rglob(f"{second}.1")
+    path_1, path_2 = object_file(offload_dir, first), object_file(offload_dir, second)
     path_1.write_bytes(path_1.read_bytes()[:-1] + b"!")
     path_2.unlink()
     async with make_queue(workers=0, result_offload_url=url) as reader:

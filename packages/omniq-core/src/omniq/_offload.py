@@ -136,7 +136,8 @@ class ResultOffload:
         backend_limit: int | None = None,
     ) -> None:
         self.store = store
-        limits = [n for n in (threshold if store else None, backend_limit) if n is not None]
+        own = threshold if store is not None else None
+        limits = [n for n in (own, backend_limit) if n is not None]
         self.limit: int | None = min(limits) if limits else None
         self._backend_limit = backend_limit
 

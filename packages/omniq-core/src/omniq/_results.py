@@ -83,7 +83,8 @@ class ResultReader:
         """:class:`TaskResult` of each task, in order; values of successes read in one round
         trip (offloaded ones fetched concurrently)."""
         wanted = [t.id for t in tasks if t.state is TaskState.SUCCESS and t.result_ttl != 0]
-        stored = dict(zip(wanted, await self.backend.get_results(wanted), strict=True))
+        found = await self.backend.get_results(wanted) if wanted else []
+        stored = dict(zip(wanted, found, strict=True))
         values = dict(
             zip(
                 stored,
