@@ -41,6 +41,13 @@ class IgnoresFencing(SQLiteBackend):
         )
 
 
+class NeverPurges(SQLiteBackend):
+    """Keeps everything: expired results are only hidden, never deleted."""
+
+    async def purge(self, *, finished_before, events_before, failed_before=None):
+        return (0, 0)
+
+
 class Base(BackendConformance):
     broken = SQLiteBackend
 
@@ -64,6 +71,10 @@ class TestIgnoresLeaseExpiry(Base):
 class TestIgnoresFencing(Base):
     broken = IgnoresFencing
 
+
+class TestNeverPurges(Base):
+    broken = NeverPurges
+
 '''
 
 
@@ -79,7 +90,8 @@ def broken_suite_outcomes(pytester: pytest.Pytester) -> dict[str, str]:
         # the invariants these stores break; the healthy SQLite store passes the whole suite in
         # packages/omniq-sqlite/tests/test_conformance.py
         "-k",
-        "concurrent_claimers or claim_leases_each or expired_lease or stale_finish",
+        "concurrent_claimers or claim_leases_each or expired_lease or stale_finish"
+        " or results_for_good",
         "-q",
         "-rfE",
     )
@@ -110,5 +122,7 @@ def test_the_suite_fails_each_deliberately_broken_backend(pytester: pytest.Pytes
     assert "test_an_expired_lease_with_no_runs_left_fails_as_worker_lost" in lease_expiry, summary
     fencing = failed_tests(outcomes, "TestIgnoresFencing")
     assert "test_a_stale_finish_is_rejected_and_writes_nothing" in fencing, summary
+    never_purges = failed_tests(outcomes, "TestNeverPurges")
+    assert "test_purge_deletes_expired_results_for_good" in never_purges, summary
     # and no test errored: every failure above is an assertion of the suite, not a crash
     assert "ERROR " not in summary, summary

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         TaskEvent,
         TaskResult,
         TaskState,
+        ValueState,
         WorkerInfo,
         WorkerState,
     )
@@ -73,6 +74,7 @@ __all__ = [
     "TaskResult",
     "TaskState",
     "TaskTimeoutError",
+    "ValueState",
     "WaitDeadlockError",
     "WorkerInfo",
     "WorkerLostError",
@@ -112,6 +114,7 @@ _HOME: dict[str, str] = {
     "TaskResult": "omniq.models",
     "TaskState": "omniq.models",
     "TaskTimeoutError": "omniq.errors",
+    "ValueState": "omniq.models",
     "WaitDeadlockError": "omniq.errors",
     "WorkerInfo": "omniq.models",
     "WorkerLostError": "omniq.errors",

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from omniq._offload import ResultOffload
 from omniq.backend import Backend
 from omniq.errors import (
     DependencyError,
@@ -89,9 +90,13 @@ async def settle_dependents(
             await settle(backend, children, on_settled)
 
 
-async def parent_values(backend: Backend, serializer: Serializer, task: Task) -> Any:
+async def parent_values(
+    backend: Backend, serializer: Serializer, task: Task, offload: ResultOffload
+) -> Any:
     """The first positional argument a task with ``pass_results`` receives: the list of its
     parents' return values in ``pass_results`` order, or the one value with ``pass_single``.
+
+    Offloaded results (claim-check) are fetched through ``offload``.
 
     Raises:
         DependencyError: ``pass_results`` names a task that is not a succeeded parent.
@@ -119,5 +124,5 @@ async def parent_values(backend: Backend, serializer: Serializer, task: Task) ->
                 f"the result of parent task {parent_id} expired before task {task.id} ran "
                 f"(result_ttl={parent.result_ttl} s)"
             )
-        values.append(serializer.loads(result.data))
+        values.append(serializer.loads(await offload.resolve(parent_id, result.data)))
     return values[0] if task.pass_single and len(values) == 1 else values

@@ -8,13 +8,29 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, ParamSpec, TypeVar
 
 __all__ = ["Portal"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
+
+_END = object()
+
+
+async def _next(iterator: AsyncIterator[T]) -> T | object:
+    try:
+        return await anext(iterator)
+    except StopAsyncIteration:  # a coroutine must not let it escape as such
+        return _END
+
+
+async def _close(iterator: AsyncIterator[Any]) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 class Portal:
@@ -71,6 +87,27 @@ class Portal:
         if not self.running:
             raise RuntimeError("the queue's event loop has stopped; the queue is closed")
         return asyncio.run_coroutine_threadsafe(fn(*args, **kwargs), self._loop).result()
+
+    def iterate(
+        self, fn: Callable[P, AsyncIterator[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Iterator[T]:
+        """Iterate ``fn(*args, **kwargs)``, an async iterator, from sync code: each ``next``
+        runs one step on the portal loop. Leaving the loop early (or closing the iterator)
+        closes the async iterator there too.
+
+        Raises:
+            RuntimeError: as :meth:`call`, at the first ``next``.
+        """
+        iterator = fn(*args, **kwargs)
+        try:
+            while True:
+                item = self.call(_next, iterator)
+                if item is _END:
+                    return
+                yield item  # type: ignore[misc]
+        finally:
+            if self.running and threading.current_thread() is not self._thread:
+                self.call(_close, iterator)
 
     def stop(self) -> None:
         """End the loop and wait for the thread (idempotent)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import atexit
 import functools
 import weakref
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack, overload
 
 from omniq._canvas import GraphRun
@@ -22,7 +22,7 @@ from omniq.client import AsyncTaskQueue
 from omniq.clock import Clock
 from omniq.config import Settings
 from omniq.errors import WaitDeadlockError
-from omniq.models import Task, TaskState
+from omniq.models import Task, TaskResult, TaskState
 
 __all__ = ["TaskQueue"]
 
@@ -116,12 +116,30 @@ class TaskQueue:
                 the awaited, unfinished task (the wait could never end); besides the errors of
                 :meth:`AsyncTaskQueue.get_result`.
         """
-        ctx = current_task()
-        if ctx is not None and ctx.slots is not None:
-            ids = task_id.result_ids if isinstance(task_id, GraphRun) else (task_id,)
-            for one in ids:
-                self._check_wait(ctx, self._portal.call(self.async_queue.get_task, one))
+        self._check_waits(task_id.result_ids if isinstance(task_id, GraphRun) else (task_id,))
         return self._portal.call(self.async_queue.get_result, task_id, timeout)
+
+    def get_results(
+        self,
+        task_ids: Sequence[str],
+        timeout: float | None = None,
+        *,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """Wait for every task and return their values in order; as
+        :meth:`AsyncTaskQueue.get_results` (and :class:`WaitDeadlockError` as :meth:`get_result`)."""
+        self._check_waits(task_ids)
+        return self._portal.call(
+            self.async_queue.get_results, task_ids, timeout, return_exceptions=return_exceptions
+        )
+
+    def _check_waits(self, task_ids: Sequence[str]) -> None:
+        """Inside a sync task, refuse waits for tasks its worker cannot run now."""
+        ctx = current_task()
+        if ctx is None or ctx.slots is None or isinstance(task_ids, str):
+            return
+        for one in dict.fromkeys(task_ids):
+            self._check_wait(ctx, self._portal.call(self.async_queue.get_task, one))
 
     @staticmethod
     def _check_wait(ctx: TaskContext, awaited: Task) -> None:
@@ -140,6 +158,7 @@ class TaskQueue:
                 "worker more slots, or express the wait as a dependency (depends_on, chain, chord)"
             )
 
+    get_task_result = _blocking(AsyncTaskQueue.get_task_result)
     cancel = _blocking(AsyncTaskQueue.cancel)
     list_tasks = _blocking(AsyncTaskQueue.list_tasks)
     stats = _blocking(AsyncTaskQueue.stats)
@@ -157,6 +176,20 @@ class TaskQueue:
     requeue_dead = _blocking(AsyncTaskQueue.requeue_dead)
     requeue_dead_all = _blocking(AsyncTaskQueue.requeue_dead_all)
     purge_dead = _blocking(AsyncTaskQueue.purge_dead)
+
+    def as_completed(
+        self, task_ids: Sequence[str], timeout: float | None = None
+    ) -> Iterator[TaskResult]:
+        """:meth:`AsyncTaskQueue.as_completed` as a plain iterator::
+
+            for result in queue.as_completed(ids):
+                ...
+
+        Raises: as :meth:`AsyncTaskQueue.as_completed`, from the ``next`` call concerned
+        (and :class:`WaitDeadlockError` at once, as :meth:`get_result`).
+        """
+        self._check_waits(task_ids)
+        return self._portal.iterate(self.async_queue.as_completed, task_ids, timeout)
 
     def _enqueue_with(
         self,

@@ -60,6 +60,10 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
         transactional_enqueue: enqueue can join a caller's own database transaction.
         network: the store is reached over a network; dill payloads then require ``OMNIQ_SECRET_KEY``.
         atomic_batches: ``enqueue`` writes a whole batch or nothing (else each task is atomic).
+        max_value_bytes: the largest stored value (a result's bytes) the store accepts, in
+            bytes; ``None``: no limit below ``OMNIQ_MAX_PAYLOAD_BYTES``. Larger results are
+            offloaded by the engine to ``OMNIQ_RESULT_OFFLOAD_URL`` (claim-check) and the backend
+            stores only a small reference; without that setting such a task fails.
     """
 
     cross_process: bool = False
@@ -69,6 +73,7 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     transactional_enqueue: bool = False
     network: bool = False
     atomic_batches: bool = False
+    max_value_bytes: int | None = None
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):

@@ -7,9 +7,10 @@ here exists once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, Unpack, overload
 
@@ -32,6 +33,7 @@ from omniq._defaults import DEFAULT, Default
 from omniq._dependencies import check_parents, settle, settle_dependents
 from omniq._events import EventRecorder
 from omniq._ids import new_id
+from omniq._offload import result_offload
 from omniq._options import TaskOptions, TaskOptionsArgs, check_seconds, check_task_ids
 from omniq._process_role import in_worker_process
 from omniq._results import ResultReader
@@ -51,6 +53,7 @@ from omniq.models import (
     Schedule,
     Task,
     TaskEvent,
+    TaskResult,
     TaskState,
     WorkerInfo,
 )
@@ -68,6 +71,18 @@ R = TypeVar("R")
 
 
 _MAX_POLL = 0.2
+
+
+def _check_ids(task_ids: Sequence[str]) -> list[str]:
+    if isinstance(task_ids, str | bytes) or not isinstance(task_ids, Iterable):
+        raise ConfigError(
+            f"task_ids must be a list of task ids, got {type(task_ids).__name__} {task_ids!r:.60}"
+        )
+    ids = list(task_ids)
+    for task_id in ids:
+        if not isinstance(task_id, str):
+            raise ConfigError(f"task_ids: {task_id!r} is not a task id (a string)")
+    return ids
 
 
 class AsyncTaskQueue(DeadLetters):
@@ -131,7 +146,8 @@ class AsyncTaskQueue(DeadLetters):
             max_payload_bytes=self.settings.max_payload_bytes,
         )
         self._tasks = TaskBuilder(self.settings, self.backend, self.serializer)
-        self._results = ResultReader(self.backend, self.serializer)
+        self._offload = result_offload(self.settings, self.backend)
+        self._results = ResultReader(self.backend, self.serializer, self._offload)
         self._schedules = ScheduleManager(self.backend, self._tasks)
         self.event_logger = EventRecorder(self.backend, enabled=self.settings.events_enabled)
         self.worker: Worker | None = None
@@ -151,6 +167,7 @@ class AsyncTaskQueue(DeadLetters):
                 serializer=self.serializer,
                 events=self.event_logger,
                 on_finished=self._results.notify,
+                offload=self._offload,
             )
         self._open_lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -494,9 +511,96 @@ class AsyncTaskQueue(DeadLetters):
         await self.open()
         if isinstance(task_id, GraphRun):
             if task_id.is_group:
-                return [await self._results.wait(i, timeout) for i in task_id.result_ids]
+                ids = list(task_id.result_ids)
+                return await self._results.values(ids, timeout, return_exceptions=False)
             task_id = task_id.id
         return await self._results.wait(task_id, timeout)
+
+    async def get_results(
+        self,
+        task_ids: Sequence[str],
+        timeout: float | None = None,
+        *,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """Wait for several tasks and return their values, in the order of ``task_ids``.
+
+        One round trip per polling round reads every unfinished task (and one more the values
+        of those that just succeeded), however many ids are given. Duplicated ids get the same
+        value at each place; an empty list returns ``[]`` at once.
+
+        Args:
+            task_ids: ids ``enqueue``/``enqueue_many`` returned (a list, not one id string).
+            timeout: seconds to wait for all of them; ``None`` as long as it takes, ``0`` checks
+                once.
+            return_exceptions: put each task's error (``TaskFailedError``,
+                ``TaskCancelledError``, ``ResultNotStoredError``, ``ResultExpiredError``) in
+                its place instead of raising; the call then waits for every task.
+
+        Raises:
+            TaskFailedError, TaskCancelledError, ResultNotStoredError, ResultExpiredError: the
+                first of these in input order (without ``return_exceptions``), raised once every
+                task before it has succeeded, without waiting for the tasks after it.
+            ResultTimeoutError: tasks were still unfinished after ``timeout`` seconds (their ids
+                are on the error's ``task_ids``).
+            TaskNotFoundError: an id is unknown (checked in the first round).
+            ConfigError: ``task_ids`` is a string, or ``timeout`` is negative or not finite.
+        """
+        ids = _check_ids(task_ids)
+        timeout = check_seconds("timeout", timeout, allow_none=True)
+        if not ids:
+            return []
+        await self.open()
+        return await self._results.values(ids, timeout, return_exceptions=return_exceptions)
+
+    async def as_completed(
+        self, task_ids: Sequence[str], timeout: float | None = None
+    ) -> AsyncGenerator[TaskResult, None]:
+        """Yield a :class:`~omniq.models.TaskResult` per task as each one finishes::
+
+            async for result in queue.as_completed(ids):
+                print(result.task_id, result.state, result.value if result.ok else result.error)
+
+        Failed and cancelled tasks are yielded too (``state``, ``error``): a task's failure never
+        raises here. Each distinct id is yielded once, in completion order (tasks seen finished
+        in one polling round come by ``finished_at``, then input order). Leaving the loop early
+        is fine.
+
+        Args:
+            task_ids: the ids to watch (a list, not one id string).
+            timeout: seconds, counted from the start of the iteration, for all of them to
+                finish; ``None`` as long as it takes.
+
+        Raises:
+            ResultTimeoutError: the timeout passed with tasks unfinished (the ones that finished
+                were yielded before; the others are on the error's ``task_ids``).
+            TaskNotFoundError: an id is unknown (raised before anything is yielded).
+            ConfigError: ``task_ids`` is a string, or ``timeout`` is invalid.
+        """
+        ids = _check_ids(task_ids)
+        timeout = check_seconds("timeout", timeout, allow_none=True)
+        if not ids:
+            return
+        await self.open()
+        async with contextlib.aclosing(self._results.as_completed(ids, timeout)) as results:
+            async for result in results:
+                yield result
+
+    async def get_task_result(self, task_id: str) -> TaskResult:
+        """The task's :class:`~omniq.models.TaskResult` now, without waiting.
+
+        It carries the state, the value (``value_state`` says whether it is ``available``,
+        ``not_stored`` with ``result_ttl=0``, ``expired``, or there is none yet or at all), the
+        error, ``attempts``, ``worker_id`` and the timings (``enqueued_at``, ``started_at``,
+        ``finished_at``; properties ``duration`` and ``queued_for`` in seconds).
+        ``result.value_or_raise()`` turns it into what :meth:`get_result` returns or raises.
+
+        Raises:
+            TaskNotFoundError: no such task (never enqueued, or purged by retention).
+            omniq.errors.DeserializationError: the stored value cannot be decoded here.
+        """
+        await self.open()
+        return await self._results.task_result(task_id)
 
     async def cancel(self, task_id: str) -> bool:
         """Cancel a task: a queued one never runs; a running one is asked to stop.

@@ -334,6 +334,31 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             description="Largest encoded task payload or result accepted, in bytes.",
         ),
     ] = 10_485_760
+    result_offload_url: Annotated[
+        Annotated[str, Meta(pattern=r"^(memory|file|s3|gs|az)://")] | None,
+        Meta(
+            description=(
+                "Object-store location (`file:///dir`, `s3://bucket/prefix`, `gs://…`, `az://…`, "
+                "`memory://name`) where results larger than `OMNIQ_RESULT_OFFLOAD_BYTES` (or "
+                "than the backend's value limit) are written; the backend keeps a small "
+                "reference (claim-check). Needs omniq-obstore. Readers must set it too."
+            ),
+            extra={
+                "expected": "an obstore URI: memory://, file:///abs/dir, s3://, gs:// or az://",
+                "none": "off",
+            },
+        ),
+    ] = None
+    result_offload_bytes: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description=(
+                "Encoded results larger than this many bytes go to `OMNIQ_RESULT_OFFLOAD_URL` "
+                "(when it is set; a backend's smaller value limit wins)."
+            ),
+        ),
+    ] = 262_144
     shutdown_grace: Annotated[
         float,
         Meta(
@@ -363,6 +388,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         float,
         Meta(gt=0, description="How long recorded events are kept.", extra=_SECONDS),
     ] = 604_800.0
+    purge_interval: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description=(
+                "How often each worker's janitor purges finished tasks, expired results (and "
+                "their offloaded objects) and old events."
+            ),
+            extra=_SECONDS,
+        ),
+    ] = 60.0
     events_enabled: Annotated[
         bool, Meta(description="Record task events in the backend's event store.")
     ] = True

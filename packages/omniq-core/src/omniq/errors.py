@@ -136,7 +136,16 @@ class ResultExpiredError(OmniQError, LookupError):
 
 
 class ResultTimeoutError(OmniQError, TimeoutError):
-    """``get_result`` waited ``timeout`` seconds and the task had not finished."""
+    """``get_result`` (or ``get_results``, ``as_completed``) waited ``timeout`` seconds and a
+    task had not finished.
+
+    Attributes:
+        task_ids: the ids still unfinished (empty when not known).
+    """
+
+    def __init__(self, message: str, *, task_ids: Iterable[str] = ()) -> None:
+        self.task_ids = tuple(task_ids)
+        super().__init__(message)
 
 
 class RemoteTaskError(OmniQError):

@@ -25,6 +25,7 @@ __all__ = [
     "TaskEvent",
     "TaskResult",
     "TaskState",
+    "ValueState",
     "WorkerInfo",
     "WorkerState",
 ]
@@ -196,17 +197,41 @@ class StoredResult(msgspec.Struct, frozen=True, kw_only=True):
     expires_at: float | None = None
 
 
+class ValueState(enum.StrEnum):
+    """Whether a task's return value can be read (:attr:`TaskResult.value_state`)."""
+
+    UNFINISHED = "unfinished"
+    """The task has not finished yet: no value, no error."""
+    AVAILABLE = "available"
+    """It succeeded and :attr:`TaskResult.value` holds its return value."""
+    NOT_STORED = "not_stored"
+    """It succeeded with ``result_ttl=0``: the value was never stored."""
+    EXPIRED = "expired"
+    """It succeeded, but its result outlived ``result_ttl`` (and may have been purged)."""
+    NO_VALUE = "no_value"
+    """It failed or was cancelled: see :attr:`TaskResult.error`."""
+
+
 class TaskResult(msgspec.Struct, kw_only=True):
-    """What a client sees of a finished (or unfinished) task.
+    """What a client sees of a task: its state, its value or error, and its timings.
+
+    Returned by ``get_task_result`` (now, without waiting) and yielded by ``as_completed``
+    (as each task finishes). Reading a value that is not there is explicit: check
+    :attr:`value_state`, or call :meth:`value_or_raise`.
 
     Attributes:
         task_id: the task's id.
         state: its state when read.
-        value: the decoded return value (``None`` unless ``state`` is ``success``).
-        error: the last error, if any.
-        attempts: how many times it was claimed.
-        worker_id: the worker that ran the latest attempt.
-        enqueued_at, started_at, finished_at: timestamps in seconds since the epoch.
+        value: the decoded return value when ``value_state`` is ``available``, else ``None``.
+        value_state: whether the value can be read (see :class:`ValueState`).
+        error: the terminal error of a ``failed`` or ``cancelled`` task; for an unfinished one,
+            the failure that caused the pending retry; ``None`` after a success.
+        attempts: how many times it was claimed (retries and lost workers included).
+        worker_id: the worker that ran (or runs) the latest attempt.
+        enqueued_at, started_at, finished_at: seconds since the epoch; ``started_at`` is the
+            start of the latest attempt.
+        result_expires_at: when the stored value stops being readable (seconds since the
+            epoch), ``None`` for never or when there is no stored value.
     """
 
     task_id: str
@@ -218,6 +243,64 @@ class TaskResult(msgspec.Struct, kw_only=True):
     enqueued_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    value_state: ValueState = ValueState.UNFINISHED
+    result_expires_at: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the task succeeded (its value may still be unreadable: ``value_state``)."""
+        return self.state is TaskState.SUCCESS
+
+    @property
+    def finished(self) -> bool:
+        """True once the task is ``success``, ``failed`` or ``cancelled``."""
+        return self.state.is_terminal
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds the latest attempt ran (``finished_at - started_at``); ``None`` if unknown."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return max(0.0, self.finished_at - self.started_at)
+
+    @property
+    def queued_for(self) -> float | None:
+        """Seconds from enqueue to the start of the latest attempt (earlier attempts and retry
+        delays included); ``None`` before it started."""
+        if self.enqueued_at is None or self.started_at is None:
+            return None
+        return max(0.0, self.started_at - self.enqueued_at)
+
+    def value_or_raise(self) -> Any:
+        """The return value, or the error that says why there is none.
+
+        Raises:
+            omniq.errors.TaskFailedError: the task failed (remote type, message, traceback).
+            omniq.errors.TaskCancelledError: it was cancelled.
+            omniq.errors.ResultNotStoredError: it succeeded with ``result_ttl=0``.
+            omniq.errors.ResultExpiredError: its result expired.
+            omniq.errors.ResultTimeoutError: it has not finished.
+        """
+        from omniq import errors  # errors imports this module
+
+        if self.value_state is ValueState.AVAILABLE:
+            return self.value
+        error = self.error or ErrorInfo(type="", message="")
+        if self.state is TaskState.FAILED:
+            raise errors.TaskFailedError(self.task_id, error.type, error.message, error.traceback)
+        if self.state is TaskState.CANCELLED:
+            raise errors.TaskCancelledError(
+                self.task_id, error.type, error.message, error.traceback
+            )
+        if self.value_state is ValueState.NOT_STORED:
+            raise errors.ResultNotStoredError(
+                f"task {self.task_id} was enqueued with result_ttl=0: no result was stored"
+            )
+        if self.value_state is ValueState.EXPIRED:
+            raise errors.ResultExpiredError(f"the result of task {self.task_id} expired")
+        raise errors.ResultTimeoutError(
+            f"task {self.task_id} is still {self.state.value}", task_ids=(self.task_id,)
+        )
 
 
 class ScheduleKind(enum.StrEnum):

@@ -14,6 +14,9 @@ Bytes         Meaning
 ``0x01`` …    msgpack (msgspec) of the packed value; extension types below.
 ``0x02`` …    32-byte HMAC-SHA256 (key: ``OMNIQ_SECRET_KEY``) of the dill bytes, then the dill
               bytes (``dill.dumps(value, recurse=True)``).
+``0x03`` …    a claim-check: msgpack ``[key, size, sha256, store]`` naming an object in
+              ``OMNIQ_RESULT_OFFLOAD_URL`` that holds the real (``0x01``/``0x02``) payload of a
+              large result; only ever stored as a result (see :mod:`omniq._offload`).
 ============  ================================================================================
 
 :meth:`Serializer.dumps_call` packs ``(args, kwargs)`` as the msgpack array
@@ -82,6 +85,7 @@ __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "TAG_DILL",
     "TAG_MSGPACK",
+    "TAG_OFFLOAD",
     "Serializer",
     "error_info",
     "type_path",
@@ -89,6 +93,7 @@ __all__ = [
 
 TAG_MSGPACK: Final = 0x01
 TAG_DILL: Final = 0x02
+TAG_OFFLOAD: Final = 0x03
 DEFAULT_MAX_PAYLOAD_BYTES: Final = 10 * 1024 * 1024
 
 _MSGPACK_PREFIX: Final = bytes([TAG_MSGPACK])
@@ -222,6 +227,11 @@ class Serializer:
                 ) from exc
         if tag == TAG_DILL:
             return self._load_dill(data, what="value")
+        if tag == TAG_OFFLOAD:
+            raise DeserializationError(
+                f"payload ({_describe(data)}) is a reference to an offloaded result, not a value; "
+                "read results through the client (it fetches them from OMNIQ_RESULT_OFFLOAD_URL)"
+            )
         raise DeserializationError(
             f"unknown format tag 0x{tag:02x} in payload ({_describe(data)}); expected 0x01 "
             "(msgpack) or 0x02 (signed dill); was it written by OmniQ?"

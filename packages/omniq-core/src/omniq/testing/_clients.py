@@ -47,6 +47,30 @@ class Client:
             return await method(*args, **kwargs)
         return await asyncio.to_thread(functools.partial(method, *args, **kwargs))
 
+    async def collect(self, name: str, *args: Any, **kwargs: Any) -> tuple[list[Any], Any]:
+        """Run an iterator method to its end: ``(items, error)``, where ``error`` is the
+        exception that ended the iteration (``None`` when it was exhausted)."""
+        items: list[Any] = []
+        method: Callable[..., Any] = getattr(self.queue, name)
+        if isinstance(self.queue, AsyncTaskQueue):
+            try:
+                async for item in method(*args, **kwargs):
+                    items.append(item)
+            except Exception as exc:
+                return items, exc
+            return items, None
+
+        def run() -> Any:
+            try:
+                for item in method(*args, **kwargs):
+                    items.append(item)
+            except Exception as exc:
+                return exc
+            return None
+
+        error = await asyncio.to_thread(run)
+        return items, error
+
     async def close(self) -> None:
         await self.call("close")
 

@@ -65,6 +65,34 @@ class RecordConformance:
         assert [r.data if r else None for r in got] == [b"kept", None]
 
     @pytest.mark.asyncio
+    async def test_purge_deletes_expired_results_for_good(
+        self, omniq_backend: Backend, omniq_make_task: MakeTask, omniq_clock: ManualClock
+    ) -> None:
+        start = omniq_clock.now()
+        brief, later, forever = omniq_make_task(), omniq_make_task(), omniq_make_task()
+        await omniq_backend.enqueue([brief, later, forever])
+        runs = {t.id: t for t in await claim(omniq_backend)}
+        await omniq_backend.finish(
+            [
+                outcome(
+                    runs[brief.id], result=b"b", finished_at=start, result_expires_at=start + 10
+                ),
+                outcome(
+                    runs[later.id], result=b"l", finished_at=start, result_expires_at=start + 99
+                ),
+                outcome(runs[forever.id], result=b"f", finished_at=start),
+            ]
+        )
+        omniq_clock.set(start + 10)  # expiry is inclusive: gone at expires_at
+        await omniq_backend.purge(finished_before=start - 1, events_before=start - 1)
+        # Back before the expiry: only a result that was really deleted stays invisible.
+        omniq_clock.set(start)
+        got = await omniq_backend.get_results([brief.id, later.id, forever.id])
+        assert [r.data if r else None for r in got] == [None, b"l", b"f"]
+        tasks = await omniq_backend.get_tasks([brief.id, later.id, forever.id])
+        assert all(t is not None and t.state is TaskState.SUCCESS for t in tasks)
+
+    @pytest.mark.asyncio
     async def test_cancel_stops_queued_tasks_and_flags_running_ones(
         self, omniq_backend: Backend, omniq_make_task: MakeTask, omniq_clock: ManualClock
     ) -> None:

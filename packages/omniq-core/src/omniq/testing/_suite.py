@@ -13,6 +13,7 @@ from omniq.testing._dependencies import DependencyConformance
 from omniq.testing._fixtures import MakeTask
 from omniq.testing._leases import LeaseConformance
 from omniq.testing._records import RecordConformance
+from omniq.testing._results import ResultConformance
 from omniq.testing._schedules import ScheduleConformance
 from omniq.testing._support import claim
 from omniq.testing._workers import WorkerConformance
@@ -26,6 +27,7 @@ class BackendConformance(
     RecordConformance,
     WorkerConformance,
     ClientConformance,
+    ResultConformance,
     ScheduleConformance,
     DeadLetterConformance,
     DependencyConformance,

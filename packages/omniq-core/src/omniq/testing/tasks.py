@@ -9,12 +9,30 @@ from typing import Any
 
 from omniq._context import current_task
 
-__all__ = ["add", "append_run", "collect", "echo", "fail", "fail_times", "fail_until", "sleep"]
+__all__ = [
+    "add",
+    "append_run",
+    "blob",
+    "collect",
+    "echo",
+    "fail",
+    "fail_times",
+    "fail_until",
+    "sleep",
+]
 
 
 def echo(value: Any = None) -> Any:
     """Return ``value`` unchanged."""
     return value
+
+
+def blob(size: int, kind: str = "bytes") -> bytes | str:
+    """A deterministic value of ``size`` bytes (``kind="bytes"``, every byte value) or
+    characters (``kind="str"``, mixing 1- to 4-byte UTF-8 characters): large results."""
+    if kind == "bytes":
+        return (bytes(range(256)) * (size // 256 + 1))[:size]
+    return ("aé中😀" * (size // 4 + 1))[:size]
 
 
 def fail(message: str) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from omniq._dead import purge_knows_failed_before
 from omniq._events import EventRecorder
+from omniq._offload import ResultOffload
 from omniq.backend import Backend
 from omniq.errors import LeaseLostError
 from omniq.models import EventType, Task, TaskState
@@ -26,7 +27,6 @@ __all__ = ["LEASE_LOST", "SHUTDOWN", "STOP_CANCELLED", "LeaseKeeping", "Run"]
 
 log = logging.getLogger("omniq.worker")
 
-_PURGE_EVERY = 60.0
 _SWEEP_EVERY = 15.0
 """Seconds between the janitor's sweeps over waiting tasks (see ``worker/_dependents.py``)."""
 
@@ -60,6 +60,7 @@ class LeaseKeeping:
     _held: dict[str, int]  # task id -> attempt, until the outcome is stored
     _finishing: set[str]  # ids whose outcome is being written right now
     _breaker: CircuitBreaker  # every loop's calls to the backend go through it
+    _offload: ResultOffload  # its expired objects are deleted with the purge
     # implemented by DependencySettling (worker/_dependents.py):
     _settle_children_of: Callable[[Sequence[str]], None]
     _sweep_waiting: Callable[[], Awaitable[None]]
@@ -134,15 +135,24 @@ class LeaseKeeping:
         for task_id in to_cancel:
             self._stop(task_id, STOP_CANCELLED, attempt=sent.get(task_id))
 
+    async def _purge_offloaded(self, now: float) -> None:
+        """Delete offloaded results nobody can read any more (the offload store is not the
+        backend: its failures are logged, they do not count against the breaker)."""
+        try:
+            await self._offload.purge(now)
+        except Exception as exc:
+            log.warning("janitor: offloaded results: %s: %s", type(exc).__name__, exc)
+
     def _stop(self, task_id: str, reason: str, *, attempt: int | None) -> None:
         run = self._runs.get(task_id)
         if run is not None and (attempt is None or run.task.attempt == attempt):
             run.stop(reason)
 
     async def _janitor_loop(self) -> None:
-        interval = max(0.2, min(self.options.lease / 4, 5.0))
-        since_purge = _PURGE_EVERY  # purge soon after start
-        since_sweep = _SWEEP_EVERY  # and sweep the waiting tasks
+        every = self.options.purge_interval
+        interval = min(max(0.2, min(self.options.lease / 4, 5.0)), every)
+        since_purge = every  # purge soon after start
+        since_sweep = _SWEEP_EVERY  # sweep the waiting tasks soon after start
         while True:
             try:
                 recovered = await self._breaker.call(self.backend.requeue_expired)
@@ -156,7 +166,7 @@ class LeaseKeeping:
                 if since_sweep >= _SWEEP_EVERY:
                     since_sweep = 0.0
                     await self._breaker.call(self._sweep_waiting)
-                if since_purge >= _PURGE_EVERY:
+                if since_purge >= every:
                     since_purge = 0.0
                     now = self.backend.clock.now()
                     purge = (
@@ -175,6 +185,7 @@ class LeaseKeeping:
                         )
                     )
                     await self._breaker.call(purge)
+                    await self._purge_offloaded(now)
             except CircuitOpenError:  # the store is down: skip this run
                 pass
             except Exception as exc:

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from omniq._events import EventRecorder
+from omniq._offload import result_offload
 from omniq._process_role import mark_worker_process
 from omniq._setup import build_executors, create_backend, resolve_secret_key
 from omniq.config import Settings
@@ -91,6 +92,7 @@ async def run_worker(
             serializer=serializer,
             events=EventRecorder(backend, enabled=settings.events_enabled),
             worker_id=worker_id,
+            offload=result_offload(settings, backend),
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -33,6 +33,7 @@ from omniq._dependencies import parent_values
 from omniq._events import EventRecorder
 from omniq._functions import LOCAL_TOKEN_HEADER, FunctionResolver
 from omniq._ids import new_id
+from omniq._offload import ResultOffload
 from omniq._retrying import RetryDefaults
 from omniq.backend import Backend
 from omniq.errors import (
@@ -85,6 +86,8 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
         worker_id: this worker's id; defaults to ``host:pid:random``.
         on_finished: called with the ids of tasks whose outcome was just stored (used by the
             embedded client to wake result waiters in the same process).
+        offload: where results too large to store inline go (``OMNIQ_RESULT_OFFLOAD_URL``);
+            default: none, with the backend's ``max_value_bytes`` enforced.
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
         events: EventRecorder,
         worker_id: str | None = None,
         on_finished: Callable[[Sequence[str]], None] | None = None,
+        offload: ResultOffload | None = None,
     ) -> None:
         if options.default_executor not in executors:
             raise ValueError(f"default executor {options.default_executor!r} is not hosted")
@@ -109,6 +113,7 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
         self._resolver = FunctionResolver(serializer)
         self._events = events
         self._on_finished = on_finished
+        self._offload = offload or ResultOffload(backend_limit=backend.capabilities.max_value_bytes)
         # One entry per task id, for its newest attempt: when this worker claims a task again
         # (its older run here outlived its lease), the older run is stopped and replaced.
         self._runs: dict[str, Run] = {}
@@ -446,7 +451,10 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
             return
         if task.pass_results is not None:  # a chain link or chord callback: parents' values first
             try:
-                args = (await parent_values(self.backend, self._serializer, task), *args)
+                args = (
+                    await parent_values(self.backend, self._serializer, task, self._offload),
+                    *args,
+                )
                 task = msgspec.structs.replace(
                     task, payload=self._serializer.dumps_call(args, kwargs)
                 )
@@ -473,7 +481,7 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
             return
         stats.run_seconds += time.monotonic() - began
         stats.succeeded += 1
-        self._succeed(task, value)
+        await self._succeed(task, value)
 
     def _ended_with(self, run: Run, exc: BaseException, stats: ExecutorStats) -> None:
         """Record how a run that raised ended: cancelled, timed out, or failed."""
@@ -502,15 +510,33 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
         else:  # the task's own error, whatever its type (SystemExit too)
             self._fail(task, error_info(exc), retry=True, exc=exc)
 
-    def _succeed(self, task: Task, value: Any) -> None:
+    async def _succeed(self, task: Task, value: Any) -> None:
         data: bytes | None = None
         if task.result_ttl != 0:
             try:
                 data = self._serializer.dumps(value)
-            except SerializationError as exc:
+                if self._offload.needed(len(data)):
+                    data = await self._offload_result(task, data)
+            except SerializationError as exc:  # too large with nowhere to put it, too
                 self._fail(task, error_info(exc), retry=False)
                 return
+            except Exception as exc:  # the offload store failed: the run's retry policy applies
+                log.warning("task %s: could not offload its result: %s", task.id, exc)
+                self._fail(task, error_info(exc), retry=True)
+                return
         self._submit(_outcomes.success(task, now=self.backend.clock.now(), data=data))
+
+    async def _offload_result(self, task: Task, data: bytes) -> bytes:
+        """Write a large result to the offload store; the reference is what the backend keeps.
+
+        The object may be deleted once nobody can read it: after the result expires, or after
+        this worker's retention, when purge deletes the task (whichever comes first).
+        """
+        now = self.backend.clock.now()
+        deadline = now + self.options.retention
+        if task.result_ttl is not None:
+            deadline = min(deadline, now + task.result_ttl)
+        return await self._offload.offload(task, data, deadline=deadline)
 
     def _fail(
         self, task: Task, error: ErrorInfo, *, retry: bool, exc: BaseException | None = None
