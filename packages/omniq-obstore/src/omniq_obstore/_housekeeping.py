@@ -3,9 +3,10 @@
 Nothing here needs atomicity beyond single objects: events are append-only batches, and purge
 deletes only what nobody writes any more (terminal tasks, expired results, old event batches).
 Purge also *reconciles*: a writer that died between two of its objects (a spec without its
-due-index entry, a claim without its running entry, an end without the next due entry) leaves a
-task that nothing would ever pick up; purge rewrites the missing entry, so every such crash
-heals within one purge period.
+due-index entry, a claim without its running entry, an end without the next due entry, a released
+waiting task without its due entry) leaves a task that nothing would ever pick up; purge rewrites
+the missing entry, so every such crash heals within one purge period. Purge also deletes the
+dependency edges (``deps/``) of the tasks it deletes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from omniq.models import Task, TaskEvent, TaskState
 from omniq_obstore import _keys as K
 from omniq_obstore import _records as R
 from omniq_obstore._claiming import write_due
+from omniq_obstore._dependencies import settle
+from omniq_obstore._ending import cancel_mark
 from omniq_obstore._store import Store
 from omniq_obstore._view import View, load, scan
 
@@ -153,6 +156,12 @@ async def purge(
         r = K.parse_running(path)
         if r is not None:
             running.setdefault(r.tid, set()).add(path)
+    edges: dict[str, list[str]] = {}  # tid -> the edges it is the parent or the child of
+    for path in await store.names(K.DEPS_PREFIX):
+        edge = K.parse_dep(path)
+        if edge is not None:
+            for tid in edge:
+                edges.setdefault(tid, []).append(path)
     dirs = await scan(store)
     done = await store.gather(
         _purge_task(
@@ -168,6 +177,8 @@ async def purge(
     )
     orphans = [p for tid, paths in due.items() if tid not in dirs for p in paths]
     orphans += [p for tid, paths in running.items() if tid not in dirs for p in paths]
+    purged = [tid for tid, d in zip(dirs, done, strict=True) if d]
+    orphans += dict.fromkeys(p for tid in purged for p in edges.get(tid, ()))
     await store.delete(orphans)
     return sum(done), await _purge_events(store, events_before)
 
@@ -247,7 +258,11 @@ async def _reconcile(
     if view.problem is not None:
         return
     t = view.task
-    if t.state in (TaskState.PENDING, TaskState.SCHEDULED):
+    if view.waiting and "cancel" in view.names:  # a canceller died before `settled`
+        mark = await cancel_mark(store, view.tid)
+        error = mark.error if mark is not None else None
+        await settle(store, view, TaskState.CANCELLED, finished_at=now, error=error)
+    elif t.state in (TaskState.PENDING, TaskState.SCHEDULED):
         n = view.next_attempt
         if "cancel" in view.names:
             tomb = R.end_marker(
