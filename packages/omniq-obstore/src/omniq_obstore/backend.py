@@ -210,7 +210,8 @@ class ObjectStoreBackend(Backend):
         Idempotent by id and by ``idempotency_key`` (also within the batch). **Each task is
         written atomically; the batch is not**: a store failure in the middle of a batch leaves
         the tasks written so far (enqueueing the same batch again is safe and completes it).
-        Every task is validated before anything is written.
+        Every task is validated before anything is written. A ``waiting`` task's dependency
+        edges (``deps/{parent}/{id}``) are written before its spec, and it gets no due entry.
 
         Raises:
             ValueError: for a task holding a value of the wrong type (nothing is written).
