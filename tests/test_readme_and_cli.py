@@ -170,7 +170,7 @@ def test_cli_errors_are_one_clear_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_analyzes_files_and_reports_failures(tmp_path: Path) -> None:
+def test_demo_map_reduces_files_and_reports_skipped_ones(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     for i in range(60):
@@ -179,7 +179,7 @@ def test_demo_analyzes_files_and_reports_failures(tmp_path: Path) -> None:
     out = omniq("demo", str(data), cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     text = out.stdout
-    assert "61 (60 analyzed, 1 failed)" in text
+    assert "61 (60 analyzed, 1 skipped)" in text
     lines = sum(2 * (i + 1) for i in range(60))
     assert f"{lines:,}" in text
     assert "beta (" in text and "blob.bin: not UTF-8 text" in text
@@ -191,3 +191,5 @@ def test_demo_analyzes_files_and_reports_failures(tmp_path: Path) -> None:
     flat = " ".join(text.split())
     assert "flaky task: succeeded on run 3 after 2 retries" in flat, text
     assert "schedule 'demo-progress' (every 1 s):" in flat, text
+    # the aggregate ran once, released when the last file task succeeded
+    assert re.search(r"events recorded: [\d,]+ \(.*\bready 1\b", flat), text

@@ -24,6 +24,9 @@ class SlotLender(Protocol):
     def lend(self) -> contextlib.AbstractAsyncContextManager[None]:
         """While inside, the task's slot counts as free: the worker may claim another task."""
 
+    default_executor: str
+    """The executor of tasks that name none on this worker."""
+
     def can_run_now(self, executor: str | None) -> bool:
         """True when this worker hosts ``executor`` (``None``: its default) and has a free slot
         for it now."""

@@ -134,7 +134,8 @@ class TaskQueue:
             raise WaitDeadlockError(
                 f"task {ctx.task_id} blocks waiting for task {awaited.id} "
                 f"({awaited.state.value}), but its worker {ctx.worker_id} has no free "
-                f"{awaited.executor or 'default'} slot to run it, so the wait could never end. "
+                f"{awaited.executor or ctx.slots.default_executor} slot to run it, so the wait "
+                "could never end. "
                 "Make the waiting task `async def` (an awaiting task lends its slot), give the "
                 "worker more slots, or express the wait as a dependency (depends_on, chain, chord)"
             )

@@ -22,6 +22,7 @@ from omniq.backend import (
     decode_worker_record,
     encode_schedule_record,
     encode_worker_record,
+    settle_decision,
 )
 from omniq.models import (
     ErrorInfo,
@@ -91,12 +92,14 @@ def _enqueue_rows(conn: sqlite3.Connection, tasks: Sequence[Task]) -> list[Task]
         # Fast path: one executemany; if every row went in, the inputs are what is stored.
         conn.execute("SAVEPOINT omniq_enqueue")
         if conn.executemany(Q.insert_task, rows).rowcount == len(rows):
+            _insert_edges(conn, tasks)
             conn.execute("RELEASE omniq_enqueue")
             return list(tasks)
         conn.execute("ROLLBACK TO omniq_enqueue")
         conn.execute("RELEASE omniq_enqueue")
     # Some inputs already exist: insert one by one to learn which, then read the others.
     inserted = [conn.execute(Q.insert_task, row).rowcount == 1 for row in rows]
+    _insert_edges(conn, [t for t, new in zip(tasks, inserted, strict=True) if new])
     out: list[Task] = []
     for task, was_inserted in zip(tasks, inserted, strict=True):
         if was_inserted:
@@ -109,6 +112,65 @@ def _enqueue_rows(conn: sqlite3.Connection, tasks: Sequence[Task]) -> list[Task]
             raise sqlite3.IntegrityError(f"task {task.id!r} was neither inserted nor found")
         out.extend(_decode_all([row]))
     return out
+
+
+def _insert_edges(conn: sqlite3.Connection, tasks: Sequence[Task]) -> None:
+    """The dependency edges of newly inserted tasks (same transaction as the rows)."""
+    edges = [(parent, t.id) for t in tasks for parent in t.depends_on]
+    if edges:
+        conn.executemany(Q.insert_dependency, edges)
+
+
+def dependents(conn: sqlite3.Connection, task_ids: Sequence[str]) -> list[str]:
+    return [row[0] for row in conn.execute(Q.dependents, {"ids": json_list(task_ids)})]
+
+
+def settle_candidates(conn: sqlite3.Connection, task_ids: Sequence[str]) -> list[str]:
+    """The ids among ``task_ids`` that a settle would change now: every parent succeeded, or
+    one failed, was cancelled or is missing (a lock-free read; :func:`settle_waiting` checks
+    again under the write lock). A fan-in child is looked at after every batch of its
+    parents, and this keeps those looks off the write lock."""
+    out = []
+    for task_id in dict.fromkeys(task_ids):
+        parents, succeeded, ended, missing = conn.execute(Q.parent_tally, (task_id,)).fetchone()
+        if ended or missing or succeeded == parents:
+            out.append(task_id)
+    return out
+
+
+def settle_waiting(conn: sqlite3.Connection, task_ids: Sequence[str], *, now: float) -> list[Task]:
+    """Release or cancel waiting tasks per :func:`omniq.backend.settle_decision`, all in one
+    write transaction (so each read of parents and its update are one atomic step)."""
+    changed: list[Task] = []
+    with write_transaction(conn):
+        for task_id in dict.fromkeys(task_ids):
+            [child] = get_tasks(conn, [task_id])
+            if child is None or child.state is not TaskState.WAITING:
+                continue
+            # A fan-in child is settled after each batch of its parents: tally them in SQL
+            # (one index pass, nothing decoded) and read them only when one did not succeed.
+            parents, succeeded, ended, missing = conn.execute(Q.parent_tally, (task_id,)).fetchone()
+            complete = parents == len(child.depends_on)
+            if complete and not (ended or missing) and succeeded < parents:
+                continue  # some parent is still unfinished, none failed
+            decided = settle_decision(child, get_tasks(conn, child.depends_on), now=now)
+            if decided is None:
+                continue
+            etype, emessage, etraceback = error_columns(decided.error)
+            row = conn.execute(
+                Q.settle_task,
+                {
+                    "task_id": task_id,
+                    "state": str(decided.state),
+                    "finished_at": decided.finished_at,
+                    "error_type": etype,
+                    "error_message": emessage,
+                    "error_traceback": etraceback,
+                },
+            ).fetchone()
+            if row is not None:
+                changed.extend(_decode_all([row]))
+    return changed
 
 
 def claim_params(
@@ -478,6 +540,7 @@ def purge_step(
     with write_transaction(conn):
         ids = conn.execute(Q.purge_tasks, {**batch, **cutoffs}).fetchall()
         conn.executemany(Q.delete_result, ids)
+        conn.executemany(Q.delete_dependencies_of, ids)
         results = conn.execute(Q.purge_expired_results, {**batch, "now": now}).rowcount
         events = conn.execute(Q.purge_events, {**batch, "before": events_before}).rowcount
     more = max(len(ids), results, events) >= PURGE_BATCH

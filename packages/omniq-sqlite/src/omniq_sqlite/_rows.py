@@ -111,14 +111,33 @@ class _RetryPolicy(msgspec.Struct, omit_defaults=True):
 _policy_decoder = msgspec.json.Decoder(_RetryPolicy)
 _NO_POLICY = _RetryPolicy()
 
+GRAPH_HEADER = "omniq-graph"
+"""Reserved ``headers`` key holding a task's graph fields (``depends_on``, ``pass_results``,
+``pass_single``) as JSON, like :data:`RETRY_POLICY_HEADER`; absent for tasks outside a graph."""
+
+
+class _GraphFields(msgspec.Struct, omit_defaults=True):
+    depends_on: tuple[str, ...] = ()
+    pass_results: tuple[str, ...] | None = None
+    pass_single: bool = False
+
+
+_graph_decoder = msgspec.json.Decoder(_GraphFields)
+
 
 def _headers_column(t: Task) -> str | None:
     policy = _RetryPolicy(
         t.retry_backoff, t.retry_max_delay, t.retry_jitter, t.retry_on, t.give_up_on
     )
-    if policy == _NO_POLICY:
+    in_graph = bool(t.depends_on) or t.pass_results is not None
+    if policy == _NO_POLICY and not in_graph:
         return _json_encode(t.headers).decode() if t.headers else None
-    headers = {**t.headers, RETRY_POLICY_HEADER: _json_encode(policy).decode()}
+    headers = dict(t.headers)
+    if policy != _NO_POLICY:
+        headers[RETRY_POLICY_HEADER] = _json_encode(policy).decode()
+    if in_graph:
+        graph = _GraphFields(t.depends_on, t.pass_results, t.pass_single)
+        headers[GRAPH_HEADER] = _json_encode(graph).decode()
     return _json_encode(headers).decode()
 
 
@@ -189,6 +208,13 @@ def decode_task(row: Sequence[Any]) -> Task:
             policy = _policy_decoder.decode(raw_policy)
         except msgspec.DecodeError as exc:
             raise RowDecodeError(str(row[0]), "headers", f"bad retry policy ({exc})") from None
+    graph = _GraphFields()
+    raw_graph = headers.pop(GRAPH_HEADER, None)
+    if raw_graph is not None:
+        try:
+            graph = _graph_decoder.decode(raw_graph)
+        except msgspec.DecodeError as exc:
+            raise RowDecodeError(str(row[0]), "headers", f"bad graph fields ({exc})") from None
     return Task(
         id=row[0],
         func=row[1],
@@ -221,6 +247,9 @@ def decode_task(row: Sequence[Any]) -> Task:
         retry_jitter=policy.jitter,
         retry_on=policy.retry_on,
         give_up_on=policy.give_up_on,
+        depends_on=graph.depends_on,
+        pass_results=graph.pass_results,
+        pass_single=graph.pass_single,
     )
 
 

@@ -387,6 +387,24 @@ class SQLiteBackend(Backend):
         """Number of tasks matching ``query`` per last worker (tasks never claimed are left out)."""
         return await self._read(_ops.count_by_worker, query)
 
+    # -- dependencies --------------------------------------------------------------------------
+    async def dependents(self, task_ids: Sequence[str]) -> list[str]:
+        """Waiting tasks with one of ``task_ids`` as a parent (one indexed read)."""
+        if not task_ids:
+            return []
+        return await self._read(_ops.dependents, list(task_ids))
+
+    async def settle_waiting(self, task_ids: Sequence[str]) -> list[Task]:
+        """Release or cancel waiting tasks (see :meth:`Backend.settle_waiting`) in one
+        ``BEGIN IMMEDIATE`` transaction: each task's parents are read and its row updated
+        ``WHERE state = 'waiting'`` under the write lock."""
+        if not task_ids:
+            return []
+        decidable = await self._read(_ops.settle_candidates, list(task_ids))
+        if not decidable:
+            return []
+        return await self._write(_ops.settle_waiting, decidable, now=self.clock.now())
+
     # -- results -------------------------------------------------------------------------------
     async def get_results(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
         """Stored results by task id; ``None`` where none is stored or ``expires_at <= now``."""

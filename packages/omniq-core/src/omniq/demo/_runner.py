@@ -1,5 +1,6 @@
-"""The demo: one task per file, two ``omniq worker`` processes plus embedded workers, a live
-progress bar, and a summary of what was computed and who computed it."""
+"""The demo: a map-reduce over files (one task per file, then one aggregate task that depends
+on all of them: a chord), two ``omniq worker`` processes plus embedded workers, a live progress
+bar, and a summary of what was computed, who computed it, and the events recorded."""
 
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from omniq._canvas import Signature, chord, group
+from omniq._options import TaskOptions
 from omniq._sync_client import TaskQueue
 from omniq.config import Settings, load_settings
-from omniq.demo.tasks import analyze_file, flaky_fetch, progress_snapshot
+from omniq.demo.tasks import aggregate, analyze_file, flaky_fetch, progress_snapshot
 from omniq.errors import OmniQError
 from omniq.models import WorkerInfo
 
@@ -33,6 +36,8 @@ _EXTRAS = "demo-extras"
 """The queue of the demo's flaky task and scheduled snapshots (served by the embedded worker)."""
 _PROGRESS = "demo-progress"
 """The id of the demo's schedule."""
+_EVENTS_READ = 1_000_000
+"""At most this many events are read back for the closing event counts."""
 _HEARTBEAT = 0.25
 """Seconds between the demo workers' health records, so the summary's counts are fresh."""
 
@@ -125,15 +130,15 @@ def run_demo(directory: str | None, *, worker_processes: int = 2, keep: bool = F
     try:
         with TaskQueue(settings=_demo_settings(url), queues=("default", _EXTRAS)) as queue:
             started = time.perf_counter()
-            # CPU-bound (hashing, word counting): the process executor runs them on every core.
-            # retries=0: a file that is not UTF-8 text will not become one on a second try.
-            ids = queue.enqueue_many(
-                analyze_file,
-                [(f,) for f in files],
-                result_ttl=None,
-                retries=0,
-                executor="process",
+            # Map: CPU-bound (hashing, word counting), so the process executor runs them on
+            # every core. Reduce: one aggregate task that waits for all of them (a chord) and
+            # receives their results in file order.
+            per_file = TaskOptions(executor="process", result_ttl=None)
+            mapped = group(Signature(analyze_file, (f,), options=per_file) for f in files)
+            reduce = Signature(
+                aggregate, options=TaskOptions(executor="thread", queue=_EXTRAS, result_ttl=None)
             )
+            run = queue.enqueue_graph(chord(mapped, reduce))
             # A flaky call that fails twice, then succeeds on its third run (retries with
             # backoff), and a schedule that snapshots the progress every second.
             flaky_id = queue.enqueue(
@@ -148,16 +153,17 @@ def run_demo(directory: str | None, *, worker_processes: int = 2, keep: bool = F
                 executor="thread",
                 misfire="skip",
             )
-            _follow(queue, len(ids), console)
+            _follow(queue, len(files), console)
+            totals = queue.get_result(run, timeout=300)
             elapsed = time.perf_counter() - started
-            results, failures = _collect(queue, ids)
             extras = _extras(queue, flaky_id)
-            workers = _fresh_worker_records(queue, len(ids))
+            workers = _fresh_worker_records(queue, len(files))
             embedded = queue.async_queue.worker.worker_id if queue.async_queue.worker else ""
     finally:
         codes = _stop_workers(procs)
-    _summary(console, root, results, failures, elapsed, workers, embedded, codes)
+    _summary(console, root, totals, elapsed, workers, embedded, codes)
     _extras_summary(console, extras)
+    _events_summary(console, url)
     if keep:
         console.print(
             f"kept {tmp / 'demo.db'}; look inside with: "
@@ -248,39 +254,36 @@ def _follow(queue: TaskQueue, total: int, console: Console) -> None:
                 time.sleep(0.1)
 
 
-def _collect(queue: TaskQueue, ids: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
-    results: list[dict[str, Any]] = []
-    failures: list[str] = []
-    for task_id in ids:
-        try:
-            results.append(queue.get_result(task_id, timeout=0))
-        except OmniQError as exc:
-            failures.append(getattr(exc, "remote_message", str(exc)))
-    return results, failures
+def _events_summary(console: Console, url: str) -> None:
+    """How many events of each type the run recorded (every worker has flushed by now)."""
+    with TaskQueue(storage_url=url, workers=0) as queue:
+        counts = Counter(e.type.value for e in queue.list_events(limit=_EVENTS_READ))
+    shown = ", ".join(f"{name} {n:,}" for name, n in counts.most_common())
+    console.print(f"events recorded: {sum(counts.values()):,} ({shown or 'none'})")
 
 
 def _summary(
     console: Console,
     root: Path,
-    results: list[dict[str, Any]],
-    failures: list[str],
+    totals: dict[str, Any],
     elapsed: float,
     workers: list[WorkerInfo],
     embedded: str,
     codes: list[int | None],
 ) -> None:
-    words: Counter[str] = Counter()
-    for r in results:
-        words.update(r["counts"])
-    total = len(results) + len(failures)
-    table = Table(title="OmniQ demo summary", show_header=False)
-    table.add_row("files", f"{total:,} ({len(results):,} analyzed, {len(failures):,} failed)")
-    table.add_row("lines", f"{sum(r['lines'] for r in results):,}")
-    table.add_row("words", f"{sum(r['words'] for r in results):,}")
-    table.add_row("bytes", f"{sum(r['bytes'] for r in results):,}")
+    skipped = totals["skipped"]
+    table = Table(title="OmniQ demo summary (map: one task per file, reduce: one aggregate)")
+    table.show_header = False
+    table.add_row(
+        "files", f"{totals['files']:,} ({totals['analyzed']:,} analyzed, {len(skipped):,} skipped)"
+    )
+    table.add_row("lines", f"{totals['lines']:,}")
+    table.add_row("words", f"{totals['words']:,} ({totals['distinct_words']:,} distinct)")
+    table.add_row("bytes", f"{totals['bytes']:,}")
     table.add_row("elapsed", f"{elapsed:.2f} s")
-    table.add_row("tasks per second", f"{total / elapsed:,.0f}")
-    table.add_row("top ten words", ", ".join(f"{w} ({n:,})" for w, n in words.most_common(10)))
+    table.add_row("tasks per second", f"{(totals['files'] + 1) / elapsed:,.0f}")
+    table.add_row("top ten words", ", ".join(f"{w} ({n:,})" for w, n in totals["top_words"]))
+    table.add_row("processes that mapped", f"{len(totals['pids'])}")
     console.print(table)
     per_executor = Table("worker", "kind", "executor", "slots", "tasks", "failed", "mean run")
     for w in workers:
@@ -298,13 +301,12 @@ def _summary(
                     "-" if mean is None else f"{mean * 1000:.1f} ms",
                 )
     console.print(per_executor)
-    if failures:
-        console.print(f"[yellow]{len(failures)} file(s) could not be analyzed[/] (failed tasks):")
-        for message in failures[:8]:
-            console.print(
-                f"  - {message.replace(str(root) + os.sep, '')}", overflow="ellipsis", no_wrap=True
-            )
-        if len(failures) > 8:
-            console.print(f"  … and {len(failures) - 8} more (run with --keep to inspect them)")
+    if skipped:
+        console.print(f"[yellow]{len(skipped)} file(s) skipped[/] (reported by their map task):")
+        for path, reason in skipped[:8]:
+            shown = path.replace(str(root) + os.sep, "")
+            console.print(f"  - {shown}: {reason}", overflow="ellipsis", no_wrap=True)
+        if len(skipped) > 8:
+            console.print(f"  … and {len(skipped) - 8} more")
     if any(c != 0 for c in codes):
         console.print(f"[red]worker exit codes: {codes}[/]")

@@ -11,7 +11,7 @@ from typing import Any
 
 from omniq._context import current_task
 
-__all__ = ["analyze_file", "flaky_fetch", "progress_snapshot"]
+__all__ = ["aggregate", "analyze_file", "flaky_fetch", "progress_snapshot"]
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -24,18 +24,19 @@ def analyze_file(path: str) -> dict[str, Any]:
 
     Returns:
         ``{"path", "bytes", "lines", "words", "sha256", "pid", "counts"}`` where ``counts`` maps
-        each word (identifier-like token, lower-cased) to its number of occurrences.
+        each word (identifier-like token, lower-cased) to its number of occurrences; for a
+        file that is not UTF-8 text, ``{"path", "skipped"}`` with the reason (a map step
+        reports the inputs it cannot use instead of failing the whole map-reduce).
 
     Raises:
         OSError: the file cannot be read.
-        ValueError: the file is not UTF-8 text.
     """
     with open(path, "rb") as fh:
         data = fh.read()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        return {"path": path, "skipped": f"not UTF-8 text ({exc.reason} at byte {exc.start})"}
     words = _WORD.findall(text.lower())
     return {
         "path": path,
@@ -45,6 +46,44 @@ def analyze_file(path: str) -> dict[str, Any]:
         "sha256": hashlib.sha256(data).hexdigest(),
         "pid": os.getpid(),
         "counts": dict(Counter(words)),
+    }
+
+
+def aggregate(results: list[dict[str, Any]], top: int = 10) -> dict[str, Any]:
+    """The reduce step: merge every :func:`analyze_file` result (a chord's callback, so
+    ``results`` holds one entry per file, in file order).
+
+    Args:
+        results: the file results.
+        top: how many of the most common words to keep.
+
+    Returns:
+        ``{"files", "analyzed", "skipped": [(path, reason)], "lines", "words", "bytes",
+        "distinct_words", "top_words": [(word, count)], "pids": {pid: files}}``.
+    """
+    words: Counter[str] = Counter()
+    pids: Counter[int] = Counter()
+    skipped = []
+    lines = total_words = size = 0
+    for r in results:
+        if "skipped" in r:
+            skipped.append((r["path"], r["skipped"]))
+            continue
+        words.update(r["counts"])
+        pids[r["pid"]] += 1
+        lines += r["lines"]
+        total_words += r["words"]
+        size += r["bytes"]
+    return {
+        "files": len(results),
+        "analyzed": len(results) - len(skipped),
+        "skipped": skipped,
+        "lines": lines,
+        "words": total_words,
+        "bytes": size,
+        "distinct_words": len(words),
+        "top_words": words.most_common(top),
+        "pids": dict(pids),
     }
 
 

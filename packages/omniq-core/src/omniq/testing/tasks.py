@@ -9,7 +9,7 @@ from typing import Any
 
 from omniq._context import current_task
 
-__all__ = ["append_run", "echo", "fail", "fail_times", "fail_until", "sleep"]
+__all__ = ["add", "append_run", "collect", "echo", "fail", "fail_times", "fail_until", "sleep"]
 
 
 def echo(value: Any = None) -> Any:
@@ -60,3 +60,13 @@ def fail_until(flag: str, runs: str) -> int:
     if not Path(flag).exists():
         raise ValueError(f"run {count}: not yet")
     return count
+
+
+def add(x: int, y: int = 0) -> int:
+    """Return ``x + y`` (a chain link: ``x`` is the previous step's value)."""
+    return x + y
+
+
+def collect(values: list[Any], *extra: Any) -> list[Any]:
+    """Return the list of values it received (a chord callback) followed by ``extra``."""
+    return [*values, *extra]

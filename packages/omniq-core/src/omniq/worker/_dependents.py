@@ -50,7 +50,7 @@ class WorkerSlots:
     ) -> None:
         self._executors = executors
         self._executor = executors[executor]
-        self._default = default_executor
+        self.default_executor = default_executor
         self._wake = wake
 
     @contextlib.asynccontextmanager
@@ -66,7 +66,7 @@ class WorkerSlots:
 
     def can_run_now(self, executor: str | None) -> bool:
         """True when this worker hosts ``executor`` (``None``: the default) with a free slot."""
-        hosted = self._executors.get(executor or self._default)
+        hosted = self._executors.get(executor or self.default_executor)
         return hosted is not None and hosted.available() > 0
 
 

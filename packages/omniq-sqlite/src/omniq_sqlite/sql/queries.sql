@@ -321,3 +321,33 @@ SELECT record FROM omniq_schedules WHERE id = :id AND paused = 0 AND next_run_at
 -- name: advance_schedule
 UPDATE omniq_schedules SET next_run_at = :next_run_at, record = :record
 WHERE id = :id AND paused = 0 AND next_run_at = :tick
+
+-- ---------------------------------------------------------------------------------------------
+-- dependencies (edges of waiting tasks; the engine decides, these statements apply)
+
+-- name: insert_dependency
+INSERT OR IGNORE INTO omniq_dependencies (parent_id, child_id) VALUES (?, ?)
+
+-- name: dependents
+SELECT DISTINCT d.child_id FROM omniq_dependencies AS d
+JOIN omniq_tasks AS t ON t.id = d.child_id
+WHERE d.parent_id IN (SELECT value FROM json_each(:ids)) AND t.state = 'waiting'
+
+-- name: settle_task
+UPDATE omniq_tasks
+SET state = :state, finished_at = :finished_at, error_type = :error_type,
+    error_message = :error_message, error_traceback = :error_traceback
+WHERE id = :task_id AND state = 'waiting'
+RETURNING {task_columns}
+
+-- name: delete_dependencies_of
+DELETE FROM omniq_dependencies WHERE child_id = ?
+
+-- name: parent_tally
+-- One pass over a waiting task's edges: (parents, succeeded, failed or cancelled, missing).
+SELECT count(*),
+       coalesce(sum(p.state = 'success'), 0),
+       coalesce(sum(p.state IN ('failed', 'cancelled')), 0),
+       count(*) - count(p.id)
+FROM omniq_dependencies AS d LEFT JOIN omniq_tasks AS p ON p.id = d.parent_id
+WHERE d.child_id = ?
