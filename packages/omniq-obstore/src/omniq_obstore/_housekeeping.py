@@ -114,11 +114,23 @@ async def all_tasks(store: Store, query: TaskQuery) -> list[Task]:
 
 
 async def list_tasks(store: Store, query: TaskQuery) -> list[Task]:
-    """Tasks matching ``query``, newest first, at most ``query.limit``; reads in id order."""
-    tids = await store.dirs("tasks/")
+    """Tasks matching ``query``, newest first, at most ``query.limit``; reads in id order.
+
+    Without filters, one listing of the task directories, then one listing per task read (it
+    stops at ``limit``). With a filter (which may match few tasks, e.g. the janitor's sweep over
+    ``waiting`` ones), one recursive listing of ``tasks/`` up front instead, so that reading
+    every task costs no listing per task.
+    """
+    filtered = query.states is not None or query.queues is not None or query.worker_id is not None
+    listing = await scan(store) if filtered else None
+    tids = list(listing) if listing is not None else await store.dirs("tasks/")
+
+    def names(tid: str) -> set[str] | None:
+        return None if listing is None else listing[tid]
+
     ids = {t: K.uncomponent(t) for t in tids}
     hashed = [t for t, i in ids.items() if i is None]  # ids too long to keep in a key
-    for view in await store.gather(load(store, t) for t in hashed):
+    for view in await store.gather(load(store, t, names(t)) for t in hashed):
         if view is not None:
             ids[view.tid] = view.task.id
     order = sorted(((i, t) for t, i in ids.items() if i is not None), reverse=True)
@@ -127,7 +139,8 @@ async def list_tasks(store: Store, query: TaskQuery) -> list[Task]:
     out: list[Task] = []
     page = max(query.limit, 64)
     for start in range(0, len(order), page):
-        views = await store.gather(load(store, t) for _, t in order[start : start + page])
+        chunk = order[start : start + page]
+        views = await store.gather(load(store, t, names(t)) for _, t in chunk)
         out.extend(v.task for v in views if v is not None and matches(query, v.task))
         if len(out) >= query.limit:
             break
