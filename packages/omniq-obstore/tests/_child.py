@@ -4,6 +4,8 @@ Modes:
   claim   open, print "ready", wait for GO_FILE, claim until the queue is empty, print ids (JSON).
   open    print "ready", wait for GO_FILE, then open, enqueue one task, close, print "ok".
   finish  like claim, but finish every claimed task (success) and print the ids.
+  settle  open, list the waiting tasks, print "ready", wait for GO_FILE, settle them all (in a
+          per-process order), print the ids this process released (JSON).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 import sys
 import time
 
-from omniq.backend import Outcome
+from omniq.backend import Outcome, TaskQuery
 from omniq.models import Task, TaskState
 from omniq_obstore.backend import ObjectStoreBackend
 
@@ -62,9 +64,22 @@ async def open_close(url: str, go: str) -> None:
     print("ok", flush=True)
 
 
+async def settle(url: str, go: str) -> None:
+    async with ObjectStoreBackend.from_url(url) as b:
+        waiting = await b.list_tasks(TaskQuery(states=(TaskState.WAITING,), limit=100_000))
+        ids = [t.id for t in waiting]
+        turn = os.getpid() % max(len(ids), 1)
+        print("ready", flush=True)
+        wait_for(go)
+        released = await b.settle_waiting(ids[turn:] + ids[:turn])
+    print(json.dumps([t.id for t in released]), flush=True)
+
+
 if __name__ == "__main__":
     mode, url, go = sys.argv[1:]
     if mode == "open":
         asyncio.run(open_close(url, go))
+    elif mode == "settle":
+        asyncio.run(settle(url, go))
     else:
         asyncio.run(claim(url, go, finish=mode == "finish"))

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from omniq._ids import new_id
-from omniq.backend import TaskQuery
+from omniq.backend import Outcome, TaskQuery
 from omniq.models import Task, TaskState
 from omniq_obstore.backend import ObjectStoreBackend
 
@@ -91,3 +91,35 @@ def test_processes_racing_to_open_a_new_directory(tmp_path: Path) -> None:
             return sum((await b.count_tasks(TaskQuery())).values())
 
     assert asyncio.run(check()) == 4
+
+
+def test_three_processes_settling_the_same_children_release_each_once(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}/shared"
+
+    async def fill() -> list[str]:
+        now = time.time()
+        parent = Task(id=new_id(), func="m:f", payload=b"", run_at=now, created_at=now)
+        children = [
+            Task(
+                id=new_id(),
+                func="m:f",
+                payload=b"",
+                run_at=now,
+                created_at=now,
+                state=TaskState.WAITING,
+                depends_on=(parent.id,),
+            )
+            for _ in range(200)
+        ]
+        async with ObjectStoreBackend.from_url(url) as b:
+            await b.enqueue([parent, *children])
+            [run] = await b.claim(queues=["default"], worker_id="w", limit=10, lease=60)
+            await b.finish(
+                [Outcome(task_id=run.id, attempt=1, state=TaskState.SUCCESS, finished_at=now)]
+            )
+        return [c.id for c in children]
+
+    ids = asyncio.run(fill())
+    outputs = start_together([["settle", url, str(tmp_path / "go")]] * 3, tmp_path / "go")
+    released = [i for out in outputs for i in json.loads(out.strip().splitlines()[-1])]
+    assert sorted(released) == sorted(ids)  # every child once, none twice

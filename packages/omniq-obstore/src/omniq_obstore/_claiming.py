@@ -13,7 +13,7 @@ from omniq_obstore import _records as R
 from omniq_obstore._store import Store
 from omniq_obstore._view import claimed, copy, load
 
-__all__ = ["Held", "claim", "enqueue", "write_due"]
+__all__ = ["Held", "claim", "enqueue", "write_due", "write_edges"]
 
 log = logging.getLogger("omniq.backend.obstore")
 
@@ -56,6 +56,14 @@ async def write_due(store: Store, task: Task, tid: str, attempt: int) -> None:
     """Write the due-index entry making ``attempt`` of ``task`` claimable."""
     key = K.due_key(task.queue, task.priority, task.run_at, tid, attempt, task.executor)
     await store.write(key, b"")
+
+
+async def write_edges(store: Store, task: Task, tid: str) -> None:
+    """Write the dependency edges ``deps/{parent}/{tid}`` of ``task`` (idempotent). Called
+    before its spec is created, so a task whose spec exists is found from each parent."""
+    if task.depends_on:
+        edges = dict.fromkeys(K.dep_key(K.component(p), tid) for p in task.depends_on)
+        await store.gather(store.write(e, b"") for e in edges)
 
 
 # -- enqueue -----------------------------------------------------------------------------------
@@ -107,6 +115,7 @@ async def _enqueue_one(store: Store, task: Task, data: bytes) -> Task:
                 return await _commit(store, holder, holder_data)
             break
     spec_key = K.task_key(tid, "spec")
+    await write_edges(store, task, tid)
     if not await store.create(spec_key, data):
         view = await load(store, tid)
         if own_key is not None and (
@@ -122,6 +131,7 @@ async def _enqueue_one(store: Store, task: Task, data: bytes) -> Task:
 
 async def _commit(store: Store, task: Task, data: bytes) -> Task:
     tid = K.component(task.id)
+    await write_edges(store, task, tid)
     if await store.create(K.task_key(tid, "spec"), data) and task.state in CLAIMABLE:
         await write_due(store, task, tid, task.attempt + 1)
     view = await load(store, tid)

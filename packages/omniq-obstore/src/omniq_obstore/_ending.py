@@ -5,6 +5,8 @@ Every end of attempt ``n`` is the create-if-absent of ``tasks/{T}/end-n``: which
 find it taken (stale). An end that leaves the task queued then either makes attempt ``n + 1``
 claimable (due-index entry) or, when a cancel was requested, takes slot ``n + 1`` with a cancel
 tombstone — the same create-if-absent a claimer races on, so a cancel and a claim never both win.
+A waiting task is cancelled by the create of its ``settled`` marker instead, which
+``settle_waiting`` races on (:mod:`omniq_obstore._dependencies`).
 """
 
 from __future__ import annotations
@@ -19,15 +21,17 @@ from omniq.models import ErrorInfo, StoredResult, Task, TaskState
 from omniq_obstore import _keys as K
 from omniq_obstore import _records as R
 from omniq_obstore._claiming import Held, write_due
+from omniq_obstore._dependencies import settle
 from omniq_obstore._store import Store
 from omniq_obstore._view import load
 
-__all__ = ["cancel", "extend", "finish", "release", "requeue", "requeue_expired"]
+__all__ = ["cancel", "cancel_mark", "extend", "finish", "release", "requeue", "requeue_expired"]
 
 log = logging.getLogger("omniq.backend.obstore")
 
 
-async def _cancel_mark(store: Store, tid: str) -> R.CancelMark | None:
+async def cancel_mark(store: Store, tid: str) -> R.CancelMark | None:
+    """The ``cancel`` marker of ``tid`` (escaped id); ``None`` when no cancel was requested."""
     data = await store.read(K.task_key(tid, "cancel"))
     if data is None:
         return None
@@ -42,7 +46,7 @@ async def _cancel_mark(store: Store, tid: str) -> R.CancelMark | None:
 async def _requeued(store: Store, tid: str, task: Task, attempt: int, now: float) -> Task:
     """After ``end-attempt`` left ``task`` queued: tombstone the next slot if a cancel was
     requested meanwhile, else make the next attempt claimable. Returns the task as it now is."""
-    mark = await _cancel_mark(store, tid)
+    mark = await cancel_mark(store, tid)
     if mark is None:
         await write_due(store, task, tid, attempt + 1)
         return task
@@ -139,7 +143,7 @@ async def _release_one(store: Store, held: Held, task_id: str, n: int, now: floa
     task = await held.claimed(store, tid, n) if n >= 1 else None
     if task is None:
         return False
-    mark = await _cancel_mark(store, tid)
+    mark = await cancel_mark(store, tid)
     changes: dict[str, object] = {
         "released": task.released + 1,
         "run_at": min(task.run_at, now),
@@ -212,7 +216,7 @@ async def _expire_one(store: Store, held: Held, e: K.RunningKey, now: float) -> 
         await store.delete([e.path])  # an entry left over by a crash, or a purged task
         return None
     lease_data, mark = await asyncio.gather(
-        store.read(K.task_key(e.tid, "lease", e.attempt)), _cancel_mark(store, e.tid)
+        store.read(K.task_key(e.tid, "lease", e.attempt)), cancel_mark(store, e.tid)
     )
     expires = task.lease_expires_at
     if lease_data is not None:
@@ -269,6 +273,11 @@ async def _cancel_one(store: Store, task_id: str, error: ErrorInfo, now: float) 
         view = await load(store, tid)  # read again: the marker is now visible to enders
         if view is None or not view.queued:
             return None if view is None else view.task
+        if view.waiting:  # races settle_waiting on the one create of `settled`
+            done = await settle(store, view, TaskState.CANCELLED, finished_at=now, error=error)
+            if done is not None:
+                return done
+            continue  # settled meanwhile: cancelled already, or released (then tombstoned)
         n = view.next_attempt
         tomb = R.end_marker(
             R.TOMBSTONE, view.task, state=TaskState.CANCELLED, finished_at=now, error=error

@@ -3,9 +3,10 @@
 Nothing here needs atomicity beyond single objects: events are append-only batches, and purge
 deletes only what nobody writes any more (terminal tasks, expired results, old event batches).
 Purge also *reconciles*: a writer that died between two of its objects (a spec without its
-due-index entry, a claim without its running entry, an end without the next due entry) leaves a
-task that nothing would ever pick up; purge rewrites the missing entry, so every such crash
-heals within one purge period.
+due-index entry, a claim without its running entry, an end without the next due entry, a released
+waiting task without its due entry) leaves a task that nothing would ever pick up; purge rewrites
+the missing entry, so every such crash heals within one purge period. Purge also deletes the
+dependency edges (``deps/``) of the tasks it deletes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from omniq.models import Task, TaskEvent, TaskState
 from omniq_obstore import _keys as K
 from omniq_obstore import _records as R
 from omniq_obstore._claiming import write_due
+from omniq_obstore._dependencies import settle
+from omniq_obstore._ending import cancel_mark
 from omniq_obstore._store import Store
 from omniq_obstore._view import View, load, scan
 
@@ -111,11 +114,23 @@ async def all_tasks(store: Store, query: TaskQuery) -> list[Task]:
 
 
 async def list_tasks(store: Store, query: TaskQuery) -> list[Task]:
-    """Tasks matching ``query``, newest first, at most ``query.limit``; reads in id order."""
-    tids = await store.dirs("tasks/")
+    """Tasks matching ``query``, newest first, at most ``query.limit``; reads in id order.
+
+    Without filters, one listing of the task directories, then one listing per task read (it
+    stops at ``limit``). With a filter (which may match few tasks, e.g. the janitor's sweep over
+    ``waiting`` ones), one recursive listing of ``tasks/`` up front instead, so that reading
+    every task costs no listing per task.
+    """
+    filtered = query.states is not None or query.queues is not None or query.worker_id is not None
+    listing = await scan(store) if filtered else None
+    tids = list(listing) if listing is not None else await store.dirs("tasks/")
+
+    def names(tid: str) -> set[str] | None:
+        return None if listing is None else listing[tid]
+
     ids = {t: K.uncomponent(t) for t in tids}
     hashed = [t for t, i in ids.items() if i is None]  # ids too long to keep in a key
-    for view in await store.gather(load(store, t) for t in hashed):
+    for view in await store.gather(load(store, t, names(t)) for t in hashed):
         if view is not None:
             ids[view.tid] = view.task.id
     order = sorted(((i, t) for t, i in ids.items() if i is not None), reverse=True)
@@ -124,7 +139,8 @@ async def list_tasks(store: Store, query: TaskQuery) -> list[Task]:
     out: list[Task] = []
     page = max(query.limit, 64)
     for start in range(0, len(order), page):
-        views = await store.gather(load(store, t) for _, t in order[start : start + page])
+        chunk = order[start : start + page]
+        views = await store.gather(load(store, t, names(t)) for _, t in chunk)
         out.extend(v.task for v in views if v is not None and matches(query, v.task))
         if len(out) >= query.limit:
             break
@@ -153,6 +169,12 @@ async def purge(
         r = K.parse_running(path)
         if r is not None:
             running.setdefault(r.tid, set()).add(path)
+    edges: dict[str, list[str]] = {}  # tid -> the edges it is the parent or the child of
+    for path in await store.names(K.DEPS_PREFIX):
+        edge = K.parse_dep(path)
+        if edge is not None:
+            for tid in edge:
+                edges.setdefault(tid, []).append(path)
     dirs = await scan(store)
     done = await store.gather(
         _purge_task(
@@ -168,6 +190,8 @@ async def purge(
     )
     orphans = [p for tid, paths in due.items() if tid not in dirs for p in paths]
     orphans += [p for tid, paths in running.items() if tid not in dirs for p in paths]
+    purged = [tid for tid, d in zip(dirs, done, strict=True) if d]
+    orphans += dict.fromkeys(p for tid in purged for p in edges.get(tid, ()))
     await store.delete(orphans)
     return sum(done), await _purge_events(store, events_before)
 
@@ -247,7 +271,11 @@ async def _reconcile(
     if view.problem is not None:
         return
     t = view.task
-    if t.state in (TaskState.PENDING, TaskState.SCHEDULED):
+    if view.waiting and "cancel" in view.names:  # a canceller died before `settled`
+        mark = await cancel_mark(store, view.tid)
+        error = mark.error if mark is not None else None
+        await settle(store, view, TaskState.CANCELLED, finished_at=now, error=error)
+    elif t.state in (TaskState.PENDING, TaskState.SCHEDULED):
         n = view.next_attempt
         if "cancel" in view.names:
             tomb = R.end_marker(

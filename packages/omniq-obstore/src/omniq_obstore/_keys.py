@@ -9,16 +9,27 @@ All keys are relative to the store's root (the URI's directory, bucket prefix or
     tasks/{T}/result-{n}                          result of attempt n (written before its end)
     tasks/{T}/end-{n}                             how attempt n ended (created exactly once)
     tasks/{T}/cancel                              cancellation requested
+    tasks/{T}/settled                             a waiting task left ``waiting`` (created once)
+    deps/{A}/{T}                                  edge: task T depends on A (before T's spec)
     keys/{sha256 of the idempotency key}          the task holding the key (its full spec)
     due/{Q}/{P}.{R}.{T}.{n}.{E}                   claimable: attempt n of task T may be taken
     running/{T}.{n}.{X}                           attempt n is running; X = its first lease end
     events/{hour}/{first}.{last}.{count}.{uuid}   one batch of events
     workers/{W}                                   a worker's health record (rewritten each beat)
 
-``{n}`` is the attempt as 8 decimal digits. ``T``, ``Q``, ``E`` and ``W`` are the task id, queue,
-executor and worker id escaped by :func:`component`. ``P`` is the priority inverted and ``R``/``X`` are times as
-order-preserving hex (:func:`time_key`), so the lexicographic order of due keys is claim order:
-priority (higher first), then ``run_at``, then id.
+``{n}`` is the attempt as 8 decimal digits. ``T``, ``A``, ``Q``, ``E`` and ``W`` are the task id,
+a parent task's id, queue, executor and worker id escaped by :func:`component`. ``P`` is the
+priority inverted and ``R``/``X`` are times as order-preserving hex (:func:`time_key`), so the
+lexicographic order of due keys is claim order: priority (higher first), then ``run_at``, then id.
+
+Dependencies. A task enqueued ``waiting`` gets one empty edge object ``deps/{A}/{T}`` per parent,
+written **before** its spec (so once the spec exists, listing ``deps/{A}/`` finds it), and no due
+entry. It leaves ``waiting`` exactly once, by the create-if-absent of ``tasks/{T}/settled`` (a
+snapshot marker: ``pending``/``scheduled`` when released, ``cancelled`` when a parent failed or a
+client cancelled it): ``settle_waiting`` and ``cancel`` race on that one create. A release then
+writes the due entry of the first attempt; a crash in between leaves a ``pending`` task without
+its due entry, which ``purge`` restores like every missing index entry. ``purge`` deletes the
+edges of every task it deletes (as parent and as child).
 """
 
 from __future__ import annotations
@@ -29,15 +40,19 @@ import struct
 from typing import NamedTuple
 
 __all__ = [
+    "DEPS_PREFIX",
     "FORMAT_KEY",
     "WORKERS_PREFIX",
     "DueKey",
     "RunningKey",
     "component",
+    "dep_key",
+    "dep_prefix",
     "due_key",
     "due_prefix",
     "event_key",
     "idempotency_key",
+    "parse_dep",
     "parse_due",
     "parse_event",
     "parse_running",
@@ -147,6 +162,29 @@ def task_id_of(path: str) -> str:
 def idempotency_key(key: str) -> str:
     """The object holding an idempotency key (hashed: keys may be long or contain anything)."""
     return "keys/" + hashlib.sha256(key.encode()).hexdigest()
+
+
+# -- dependency edges -------------------------------------------------------------------------
+DEPS_PREFIX = "deps/"
+"""The directory of dependency edges."""
+
+
+def dep_prefix(parent_tid: str) -> str:
+    """The directory of the edges from parent ``parent_tid`` (escaped id), trailing slash."""
+    return f"{DEPS_PREFIX}{parent_tid}/"
+
+
+def dep_key(parent_tid: str, child_tid: str) -> str:
+    """The edge object saying task ``child_tid`` depends on ``parent_tid`` (escaped ids)."""
+    return f"{DEPS_PREFIX}{parent_tid}/{child_tid}"
+
+
+def parse_dep(path: str) -> tuple[str, str] | None:
+    """``(parent_tid, child_tid)`` of an edge key; ``None`` if it is not one."""
+    parts = path.split("/")
+    if len(parts) != 3 or parts[0] + "/" != DEPS_PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
 
 
 # -- due index ---------------------------------------------------------------------------------

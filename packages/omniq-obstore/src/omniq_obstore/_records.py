@@ -5,7 +5,8 @@ Worker health records (``workers/{W}``) hold a :class:`~omniq.models.WorkerInfo`
 A task is never rewritten. Its current state is derived from its immutable ``spec`` plus the
 markers of its latest attempt ``n``:
 
-* no claim at all: the spec as enqueued;
+* no claim at all: the snapshot in ``settled`` when a waiting task left ``waiting`` (released
+  or cancelled), else the spec as enqueued;
 * ``end-n`` exists: the snapshot it holds (every mutable field of the task after that end);
 * ``claim-n`` is a cancel tombstone: the snapshot it holds (``cancelled``; ``attempt`` is n - 1);
 * otherwise attempt n is running: the snapshot of ``end-(n-1)`` (or the spec) with the claim's
@@ -52,6 +53,7 @@ EXPIRED = "expired"
 RELEASED = "released"
 UNDECODABLE = "undecodable"
 REQUEUED = "requeued"
+SETTLED = "settled"
 
 
 class RecordError(Exception):
@@ -73,8 +75,9 @@ class Marker(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     A claim (``kind="claim"``) holds ``worker_id``, ``started_at`` and ``lease_expires_at``.
     Every other kind is a complete snapshot of the task's mutable fields after that event:
-    ``finish``/``expired``/``released``/``undecodable`` ends, and the ``cancel`` tombstone
-    that takes the next attempt's claim slot of a queued task.
+    ``finish``/``expired``/``released``/``undecodable`` ends, the ``cancel`` tombstone
+    that takes the next attempt's claim slot of a queued task, and ``settled`` (the body of
+    ``tasks/{T}/settled``: a waiting task released or cancelled).
     """
 
     kind: str

@@ -50,6 +50,11 @@ class View:
     problem: str | None = None
 
     @property
+    def waiting(self) -> bool:
+        """Enqueued ``waiting`` and not settled yet (released or cancelled)."""
+        return self.problem is None and self.task.state is TaskState.WAITING
+
+    @property
     def queued(self) -> bool:
         """Waiting to be claimed (``pending``, ``scheduled`` or ``waiting``)."""
         return self.problem is None and self.task.state in (
@@ -98,8 +103,17 @@ async def load(store: Store, tid: str, names: set[str] | None = None) -> View | 
     shown_id = K.uncomponent(tid) or tid
     try:
         if slot is None:
-            spec = await store.read_immutable(spec_key, R.decode_task)
-            return None if spec is None else View(tid, copy(spec), names, spec)
+            spec, settled = await asyncio.gather(
+                store.read_immutable(spec_key, R.decode_task),
+                store.read_immutable(K.task_key(tid, "settled"), R.decode_marker)
+                if "settled" in names
+                else _none(),
+            )
+            if spec is None:
+                return None
+            if settled is None:
+                return View(tid, copy(spec), names, spec)
+            return View(tid, R.snapshot(spec, settled, spec.attempt), names, spec)
         if slot in ends:
             spec, end = await asyncio.gather(
                 store.read_immutable(spec_key, R.decode_task),

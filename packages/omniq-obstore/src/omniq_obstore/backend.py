@@ -38,7 +38,15 @@ from omniq.models import (
     TaskState,
     WorkerInfo,
 )
-from omniq_obstore import _claiming, _ending, _housekeeping, _schedules, _view, _workers
+from omniq_obstore import (
+    _claiming,
+    _dependencies,
+    _ending,
+    _housekeeping,
+    _schedules,
+    _view,
+    _workers,
+)
 from omniq_obstore import _keys as K
 from omniq_obstore._store import ImmutableCache, Store
 from omniq_obstore._url import StoreURL, cloud_store, parse_url
@@ -202,7 +210,8 @@ class ObjectStoreBackend(Backend):
         Idempotent by id and by ``idempotency_key`` (also within the batch). **Each task is
         written atomically; the batch is not**: a store failure in the middle of a batch leaves
         the tasks written so far (enqueueing the same batch again is safe and completes it).
-        Every task is validated before anything is written.
+        Every task is validated before anything is written. A ``waiting`` task's dependency
+        edges (``deps/{parent}/{id}``) are written before its spec, and it gets no due entry.
 
         Raises:
             ValueError: for a task holding a value of the wrong type (nothing is written).
@@ -295,8 +304,9 @@ class ObjectStoreBackend(Backend):
         return await _ending.requeue_expired(self._s(), self._held, self.clock.now(), limit)
 
     async def cancel(self, task_ids: Sequence[str], *, error: ErrorInfo) -> list[Task]:
-        """Cancel queued tasks now (a tombstone takes their next claim slot), flag running ones
-        (a ``cancel`` marker their heartbeat sees); return each found task as it now is."""
+        """Cancel queued tasks now (a tombstone takes their next claim slot; a waiting task gets
+        its ``settled`` marker), flag running ones (a ``cancel`` marker their heartbeat sees);
+        return each found task as it now is."""
         if not task_ids:
             return []
         got = await _ending.cancel(self._s(), list(task_ids), error, self.clock.now())
@@ -341,6 +351,29 @@ class ObjectStoreBackend(Backend):
             if t.worker_id is not None:
                 counts[t.worker_id] = counts.get(t.worker_id, 0) + 1
         return counts
+
+    # -- dependencies --------------------------------------------------------------------------
+    async def dependents(self, task_ids: Sequence[str]) -> list[str]:
+        """Ids of the ``waiting`` tasks listing one of ``task_ids`` in ``depends_on``.
+
+        One listing of ``deps/{parent}/`` per id (the edges ``enqueue`` writes before a waiting
+        task's spec), then a read of each child found.
+        """
+        if not task_ids:
+            return []
+        return await _dependencies.dependents(self._s(), task_ids)
+
+    async def settle_waiting(self, task_ids: Sequence[str]) -> list[Task]:
+        """Release or cancel waiting tasks whose parents decided it (see
+        :meth:`Backend.settle_waiting`); return the ones this call changed.
+
+        Each transition is the create-if-absent of ``tasks/{T}/settled``, which ``cancel`` races
+        on too, so each task leaves ``waiting`` once and is returned by one caller only. A
+        release then writes the task's due entry (``purge`` restores it after a crash).
+        """
+        if not task_ids:
+            return []
+        return await _dependencies.settle_waiting(self._s(), task_ids, self.clock.now())
 
     # -- results -------------------------------------------------------------------------------
     async def get_results(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
