@@ -63,31 +63,38 @@ async def check_parents(backend: Backend, tasks: Sequence[Task]) -> None:
         )
 
 
-async def settle(backend: Backend, task_ids: Iterable[str], on_settled: OnSettled) -> None:
+async def settle(backend: Backend, task_ids: Iterable[str], on_settled: OnSettled) -> int:
     """Settle these waiting tasks, then cascade through the children of any it cancelled.
 
     ``on_settled`` receives each batch of tasks that changed (released or cancelled), for
-    events and wake-ups.
+    events and wake-ups. Returns how many changed.
     """
     ids = list(dict.fromkeys(task_ids))
+    count = 0
     while ids:
         changed = await backend.settle_waiting(ids)
         if changed:
+            count += len(changed)
             on_settled(changed)
         cancelled = [t.id for t in changed if t.state is TaskState.CANCELLED]
         ids = await backend.dependents(cancelled) if cancelled else []
+    return count
 
 
 async def settle_dependents(
     backend: Backend, parent_ids: Iterable[str], on_settled: OnSettled
-) -> None:
+) -> tuple[int, int]:
     """Settle the waiting children of tasks that just reached a terminal state (and, through
-    :func:`settle`, the descendants of every child it cancels)."""
+    :func:`settle`, the descendants of every child it cancels).
+
+    Returns:
+        ``(children, changed)``: the waiting children found, and how many tasks changed.
+    """
     parents = list(dict.fromkeys(parent_ids))
-    if parents:
-        children = await backend.dependents(parents)
-        if children:
-            await settle(backend, children, on_settled)
+    children = await backend.dependents(parents) if parents else []
+    if not children:
+        return 0, 0
+    return len(children), await settle(backend, children, on_settled)
 
 
 async def parent_values(

@@ -24,7 +24,7 @@ from omniq_obstore._claiming import CLAIMABLE, write_due
 from omniq_obstore._store import Store
 from omniq_obstore._view import View, load
 
-__all__ = ["dependents", "settle", "settle_waiting"]
+__all__ = ["SucceededParents", "dependents", "settle", "settle_waiting"]
 
 log = logging.getLogger("omniq.backend.obstore")
 
@@ -54,20 +54,64 @@ async def dependents(store: Store, task_ids: Sequence[str]) -> list[str]:
     return out
 
 
-async def settle_waiting(store: Store, task_ids: Sequence[str], now: float) -> list[Task]:
+_SUCCEEDED = Task(id="", func="", payload=b"", run_at=0.0, created_at=0.0, state=TaskState.SUCCESS)
+"""Stands for a parent known to have succeeded (only its state is looked at)."""
+
+
+class SucceededParents:
+    """Ids of parents seen ``success``, which never changes, so settling a fan-in child after
+    each batch of its parents reads only the parents not yet seen succeeded (without it, a
+    1,000-parent chord reads ~1,000 parents per settle). Bounded: forgotten all at once when
+    ``limit`` ids are held (the next settles read again)."""
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self._ids: set[str] = set()
+        self._limit = limit
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._ids
+
+    def add(self, task_id: str) -> None:
+        if len(self._ids) >= self._limit:
+            self._ids.clear()
+        self._ids.add(task_id)
+
+
+async def settle_waiting(
+    store: Store, task_ids: Sequence[str], now: float, succeeded: SucceededParents
+) -> list[Task]:
     """Settle each waiting task against its parents; return the ones this call changed."""
-    got = await store.gather(_settle_one(store, i, now) for i in dict.fromkeys(task_ids))
+    got = await store.gather(_settle_one(store, i, now, succeeded) for i in dict.fromkeys(task_ids))
     return [t for t in got if t is not None]
 
 
-async def _settle_one(store: Store, task_id: str, now: float) -> Task | None:
+async def _parents(store: Store, child: Task, succeeded: SucceededParents) -> list[Task | None]:
+    """The child's parents, in ``depends_on`` order (``None``: missing), reading only those not
+    known to have succeeded."""
+    unknown = [p for p in child.depends_on if p not in succeeded]
+    views = await store.gather(load(store, K.component(p)) for p in unknown)
+    loaded = dict(zip(unknown, views, strict=True))
+    parents: list[Task | None] = []
+    for parent_id in child.depends_on:
+        if parent_id not in loaded:
+            parents.append(_SUCCEEDED)
+            continue
+        view = loaded[parent_id]
+        parents.append(None if view is None else view.task)
+        if view is not None and view.task.state is TaskState.SUCCESS:
+            succeeded.add(parent_id)
+    return parents
+
+
+async def _settle_one(
+    store: Store, task_id: str, now: float, succeeded: SucceededParents
+) -> Task | None:
     tid = K.component(task_id)
     view = await load(store, tid)
     if view is None or not view.waiting:
         return None
     child = view.task
-    parents = await store.gather(load(store, K.component(p)) for p in child.depends_on)
-    decided = settle_decision(child, [None if p is None else p.task for p in parents], now=now)
+    decided = settle_decision(child, await _parents(store, child, succeeded), now=now)
     if decided is None:
         return None
     return await settle(

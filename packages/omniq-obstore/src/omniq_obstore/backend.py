@@ -104,6 +104,7 @@ class ObjectStoreBackend(Backend):
         self._source = store
         self._label = label
         self._cache = cache or ImmutableCache()
+        self._succeeded = _dependencies.SucceededParents()
         self._store: Store | None = None
         self._held = _claiming.Held()
         self._lifecycle = asyncio.Lock()
@@ -373,7 +374,9 @@ class ObjectStoreBackend(Backend):
         """
         if not task_ids:
             return []
-        return await _dependencies.settle_waiting(self._s(), task_ids, self.clock.now())
+        return await _dependencies.settle_waiting(
+            self._s(), task_ids, self.clock.now(), self._succeeded
+        )
 
     # -- results -------------------------------------------------------------------------------
     async def get_results(self, task_ids: Sequence[str]) -> list[StoredResult | None]:

@@ -27,6 +27,9 @@ __all__ = ["DependencySettling", "WorkerSlots"]
 
 log = logging.getLogger("omniq.worker")
 
+_COALESCE = 0.05
+"""Seconds the settle loop waits after a round that found children but changed none."""
+
 _SWEEP_LIMIT = 1000
 """Waiting tasks looked at per sweep (the oldest are settled first by the next sweeps)."""
 
@@ -113,10 +116,14 @@ class DependencySettling:
                 await self._settle_wake.wait()
             batch, self._to_settle = self._to_settle, []
             try:
-                await self._breaker.call(
+                children, changed = await self._breaker.call(
                     functools.partial(settle_dependents, self.backend, batch, self._on_settled)
                 )
                 failures = 0
+                if children and not changed:
+                    # A fan-in child whose other parents are still running: gather more parents
+                    # before looking again, instead of reading all its parents per outcome.
+                    await asyncio.sleep(_COALESCE)
             except Exception as exc:  # the janitor's sweep repairs what is never settled
                 self._to_settle[:0] = batch
                 failures += 1
