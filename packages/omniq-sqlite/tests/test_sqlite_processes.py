@@ -11,6 +11,7 @@ from pathlib import Path
 
 from omniq._ids import new_id
 from omniq.models import Task
+from omniq_sqlite._queries import MIGRATIONS
 from omniq_sqlite.backend import SQLiteBackend
 
 CHILD = str(Path(__file__).with_name("_child.py"))
@@ -77,7 +78,7 @@ def test_processes_racing_to_create_a_new_file_migrate_once(tmp_path: Path) -> N
             async with b._writer.execute("SELECT version, name FROM omniq_schema_version") as cur:
                 return [tuple(r) for r in await cur.fetchall()]
 
-    assert asyncio.run(check()) == [(1, "initial"), (2, "workers"), (3, "schedules")]
+    assert asyncio.run(check()) == [(m.version, m.name) for m in MIGRATIONS]
 
 
 def test_unclosed_backend_does_not_hang_process_exit(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         WorkerLostError,
     )
     from omniq.models import (
+        EventLevel,
         EventType,
         ExecutorStats,
         Task,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT",
     "AsyncTaskQueue",
+    "EventLevel",
     "EventType",
     "ExecutorStats",
     "OmniQError",
@@ -73,6 +75,7 @@ __version__ = "0.1.0"
 _HOME: dict[str, str] = {
     "DEFAULT": "omniq._defaults",
     "AsyncTaskQueue": "omniq.client",
+    "EventLevel": "omniq.models",
     "EventType": "omniq.models",
     "ExecutorStats": "omniq.models",
     "OmniQError": "omniq.errors",
