@@ -163,9 +163,9 @@ def test_event_level_and_its_deprecated_alias() -> None:
     off = load_settings({"OMNIQ_EVENTS_ENABLED": "false", "OMNIQ_EVENT_LEVEL": "INFO"})
     assert off.resolved_event_level() == "DISABLED"  # the deprecated switch still turns it off
     assert load_settings({"OMNIQ_EVENT_MAX_COUNT": "none"}).event_max_count is None
-    with pytest.raises(ConfigError, match="OMNIQ_EVENT_LEVEL='loud'.*DISABLED"):
+    with pytest.raises(ConfigError, match=r"OMNIQ_EVENT_LEVEL=.loud.*DISABLED"):
         load_settings({"OMNIQ_EVENT_LEVEL": "loud"})
-    with pytest.raises(ConfigError, match="OMNIQ_EVENT_MAX_COUNT='0'"):
+    with pytest.raises(ConfigError, match=r"OMNIQ_EVENT_MAX_COUNT=.0."):
         load_settings({"OMNIQ_EVENT_MAX_COUNT": "0"})
 
 

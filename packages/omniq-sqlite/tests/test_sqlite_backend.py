@@ -17,8 +17,7 @@ from omniq.backend import Outcome, TaskQuery
 from omniq.clock import ManualClock
 from omniq.errors import BackendError, ConfigError, LeaseLostError
 from omniq.models import ErrorInfo, EventType, Task, TaskEvent, TaskState
-from omniq_sqlite import SPEC
-from omniq_sqlite import _schema
+from omniq_sqlite import SPEC, _schema
 from omniq_sqlite._queries import MIGRATIONS
 from omniq_sqlite.backend import SQLiteBackend
 

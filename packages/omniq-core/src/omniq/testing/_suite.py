@@ -9,6 +9,7 @@ from omniq.models import TaskState
 from omniq.testing._claims import ClaimConformance
 from omniq.testing._clients import ClientConformance
 from omniq.testing._dead import DeadLetterConformance
+from omniq.testing._events import EventConformance
 from omniq.testing._fixtures import MakeTask
 from omniq.testing._leases import LeaseConformance
 from omniq.testing._records import RecordConformance
@@ -27,6 +28,7 @@ class BackendConformance(
     ClientConformance,
     ScheduleConformance,
     DeadLetterConformance,
+    EventConformance,
 ):
     """Subclass this in your backend's tests and give it the URL of a fresh store::
 
