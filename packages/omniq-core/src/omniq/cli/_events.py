@@ -79,8 +79,10 @@ def _line(e: TaskEvent) -> str:
 def _table(found: list[TaskEvent]) -> Table:
     """Narrow enough for 80 columns; ``--json`` has every field (queue, worker, error)."""
     table = Table()
-    for header in ("at", "level", "type", "task"):
-        table.add_column(header, no_wrap=True)
+    table.add_column("at", no_wrap=True)
+    table.add_column("level", no_wrap=True)
+    table.add_column("type", no_wrap=True)
+    table.add_column("task", overflow="fold", min_width=12)
     table.add_column("#", justify="right")
     table.add_column("took", justify="right", no_wrap=True)
     table.add_column("detail", overflow="fold")
