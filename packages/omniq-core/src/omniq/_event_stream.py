@@ -87,9 +87,18 @@ async def stream_events(
                     yield event
             cursor: tuple[float, str | None] = (max(start, newest - late_window), None)
             while True:
-                batch = await backend.list_events(
-                    task_id=task_id, types=types, since=cursor[0], after_id=cursor[1], limit=page
-                )
+                try:
+                    batch = await backend.list_events(
+                        task_id=task_id,
+                        types=types,
+                        since=cursor[0],
+                        after_id=cursor[1],
+                        limit=page,
+                    )
+                except Exception:
+                    if is_closed():  # the queue closed its backend meanwhile: the stream ends
+                        return
+                    raise
                 for event in batch:
                     newest = max(newest, event.at)
                     if event.id not in seen:

@@ -522,7 +522,7 @@ class AsyncTaskQueue(DeadLetters):
             poll_interval: seconds between polls of the store.
 
         Raises:
-            ValueError: an unknown event type name (when iteration starts).
+            ValueError: an unknown event type name (at once, not when iteration starts).
         """
         return self._event_stream(task_id, event_types(type), _epoch(since), poll_interval)
 
