@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from omniq._events import EventRecorder
+from omniq._events import EventLogger
 from omniq._ids import new_id
 from omniq.errors import BackendError
 from omniq.models import EventType, Task, TaskEvent
@@ -29,7 +29,7 @@ class FlakyEvents(SQLiteBackend):
 @pytest.mark.asyncio
 async def test_events_survive_failed_writes_and_are_stored_once(tmp_path: Path) -> None:
     async with FlakyEvents(tmp_path / "q.db") as backend:
-        recorder = EventRecorder(backend, capacity=100)
+        recorder = EventLogger(backend, capacity=100)
         task = Task(id=new_id(), func="m:f", payload=b"", run_at=0.0, created_at=0.0)
         recorder.record(task, EventType.EXECUTING)
         await recorder.flush()  # fails: kept
@@ -45,7 +45,7 @@ async def test_events_survive_failed_writes_and_are_stored_once(tmp_path: Path) 
 async def test_events_over_capacity_during_an_outage_are_counted(tmp_path: Path) -> None:
     async with FlakyEvents(tmp_path / "q.db") as backend:
         backend.failures = 10
-        recorder = EventRecorder(backend, capacity=3)
+        recorder = EventLogger(backend, capacity=3)
         task = Task(id=new_id(), func="m:f", payload=b"", run_at=0.0, created_at=0.0)
         for _ in range(3):
             recorder.record(task, EventType.EXECUTING)

@@ -106,6 +106,13 @@ async def test_outage_opens_the_breaker_keeps_outcomes_and_loses_nothing(
         assert worker._breaker.opened >= 1
         assert outage.failed >= 3
         events = await queue.list_events(limit=1000)
+        breaker_events = [e for e in events if e.type.value.startswith("circuit_")]
+        assert [e.type for e in breaker_events][:2] == [
+            EventType.CIRCUIT_OPENED,  # recorded while the store was down, stored once back
+            EventType.CIRCUIT_CLOSED,
+        ]
+        assert "injected: disk I/O error" in breaker_events[0].detail
+        assert all(e.task_id is None and e.worker_id == worker.worker_id for e in breaker_events)
         for task_id in first + later:
             types = [e.type for e in events if e.task_id == task_id]
             assert types.count(EventType.COMPLETE) == 1, (task_id, types)

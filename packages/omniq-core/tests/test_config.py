@@ -47,6 +47,10 @@ def test_defaults() -> None:
     assert s.retention == 604_800.0
     assert s.event_retention == 604_800.0
     assert s.events_enabled is True
+    assert s.event_level == "DEBUG"
+    assert s.event_max_count == 1_000_000
+    assert s.event_sink_url is None
+    assert s.resolved_event_level() == "DEBUG"
     assert s.secret_key is None
     assert s.dashboard_enabled is False
     assert s.dashboard_port == 8080
@@ -98,6 +102,9 @@ PARSED: list[tuple[str, str, Any]] = [
     ("OMNIQ_DEAD_RETENTION", "86400", 86400.0),
     ("OMNIQ_EVENT_RETENTION", "7200", 7200.0),
     ("OMNIQ_PURGE_INTERVAL", "0.5", 0.5),
+    ("OMNIQ_EVENT_LEVEL", "warning", "WARNING"),
+    ("OMNIQ_EVENT_MAX_COUNT", "500", 500),
+    ("OMNIQ_EVENT_SINK_URL", "file:///var/omniq/events", "file:///var/omniq/events"),
     ("OMNIQ_EVENTS_ENABLED", "off", False),
     ("OMNIQ_SCHEDULER_ENABLED", "no", False),
     ("OMNIQ_SECRET_KEY", "k3y", "k3y"),
@@ -152,6 +159,17 @@ def test_all_variables_together_and_os_environ_default(monkeypatch: pytest.Monke
 def test_bool_parsing(raw: str, expected: bool) -> None:
     assert load_settings({"OMNIQ_EVENTS_ENABLED": raw}).events_enabled is expected
     assert load_settings({"OMNIQ_DASHBOARD_ENABLED": raw}).dashboard_enabled is expected
+
+
+def test_event_level_and_its_deprecated_alias() -> None:
+    assert load_settings({"OMNIQ_EVENT_LEVEL": "disabled"}).resolved_event_level() == "DISABLED"
+    off = load_settings({"OMNIQ_EVENTS_ENABLED": "false", "OMNIQ_EVENT_LEVEL": "INFO"})
+    assert off.resolved_event_level() == "DISABLED"  # the deprecated switch still turns it off
+    assert load_settings({"OMNIQ_EVENT_MAX_COUNT": "none"}).event_max_count is None
+    with pytest.raises(ConfigError, match=r"OMNIQ_EVENT_LEVEL=.loud.*DISABLED"):
+        load_settings({"OMNIQ_EVENT_LEVEL": "loud"})
+    with pytest.raises(ConfigError, match=r"OMNIQ_EVENT_MAX_COUNT=.0."):
+        load_settings({"OMNIQ_EVENT_MAX_COUNT": "0"})
 
 
 @pytest.mark.parametrize("raw", ["maybe", "2", "y", "enabled"])

@@ -17,7 +17,7 @@ from omniq.backend import Outcome, TaskQuery
 from omniq.clock import ManualClock
 from omniq.errors import BackendError, ConfigError, LeaseLostError
 from omniq.models import ErrorInfo, EventType, Task, TaskEvent, TaskState
-from omniq_sqlite import SPEC
+from omniq_sqlite import SPEC, _schema
 from omniq_sqlite._queries import MIGRATIONS
 from omniq_sqlite.backend import SQLiteBackend
 
@@ -99,13 +99,51 @@ async def test_schema_is_migrated_once_and_newer_schema_is_refused(
     for _ in range(2):
         async with SQLiteBackend(db_path):
             pass
-    applied = raw_db("SELECT version, name FROM omniq_schema_version")
-    assert applied == [(m.version, m.name) for m in MIGRATIONS]  # each once, in order
-    assert applied[:4] == [(1, "initial"), (2, "workers"), (3, "schedules"), (4, "dependencies")]
+    recorded = raw_db("SELECT version, name FROM omniq_schema_version")
+    assert recorded == [(m.version, m.name) for m in MIGRATIONS]  # each once, in order
+    assert recorded[:5] == [
+        (1, "initial"),
+        (2, "workers"),
+        (3, "schedules"),
+        (4, "dependencies"),
+        (5, "events"),
+    ]
     assert raw_db("PRAGMA journal_mode") == [("wal",)]
     raw_db("INSERT INTO omniq_schema_version VALUES (99, 'future', 0)")
     with pytest.raises(BackendError, match="schema version 99, newer"):
         await SQLiteBackend(db_path).open()
+
+
+async def test_events_migration_keeps_old_events_and_missing_versions_are_applied(
+    db_path: Path, raw_db: RawDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A file made before issue 6 (migrations 1-3 only), holding one event.
+    monkeypatch.setattr(_schema, "MIGRATIONS", MIGRATIONS[:3])
+    async with SQLiteBackend(db_path):
+        pass
+    raw_db(
+        "INSERT INTO omniq_events (id, task_id, type, at, queue, worker_id, attempt, detail) "
+        "VALUES ('e1', 't1', 'complete', 5.0, 'q', 'w', 1, 'old')"
+    )
+    monkeypatch.setattr(_schema, "MIGRATIONS", MIGRATIONS)
+    async with SQLiteBackend(db_path) as backend:
+        assert await backend.list_events() == [
+            TaskEvent(
+                id="e1",
+                task_id="t1",
+                type=EventType.COMPLETE,
+                at=5.0,
+                queue="q",
+                worker_id="w",
+                attempt=1,
+                detail="old",
+            )
+        ]
+        worker_event = TaskEvent(id="e2", type=EventType.WORKER_STARTED, at=6.0, duration=None)
+        await backend.append_events([worker_event])
+        assert (await backend.list_events())[-1] == worker_event
+    versions = [v for (v,) in raw_db("SELECT version FROM omniq_schema_version")]
+    assert versions == [m.version for m in MIGRATIONS]  # every version missing was applied
 
 
 # -- enqueue / get ----------------------------------------------------------------------------

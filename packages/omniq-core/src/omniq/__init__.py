@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         WorkerLostError,
     )
     from omniq.models import (
+        EventLevel,
         EventType,
         ExecutorStats,
         Task,
@@ -54,6 +55,7 @@ __all__ = [
     "DependencyCycleError",
     "DependencyError",
     "DependencyFailedError",
+    "EventLevel",
     "EventType",
     "ExecutorStats",
     "Graph",
@@ -94,6 +96,7 @@ _HOME: dict[str, str] = {
     "DependencyCycleError": "omniq.errors",
     "DependencyError": "omniq.errors",
     "DependencyFailedError": "omniq.errors",
+    "EventLevel": "omniq.models",
     "EventType": "omniq.models",
     "ExecutorStats": "omniq.models",
     "Graph": "omniq._canvas",

@@ -17,7 +17,7 @@ from omniq.errors import ConfigError, NotSupportedError, TaskNotFoundError
 from omniq.models import EventType, Task, TaskState
 
 if TYPE_CHECKING:
-    from omniq._events import EventRecorder
+    from omniq._events import EventLogger
     from omniq.worker import Worker
 
 __all__ = ["DeadLetters", "purge_knows_failed_before"]
@@ -27,11 +27,17 @@ _PAGE = 500
 
 def purge_knows_failed_before(backend: Backend) -> bool:
     """Whether ``backend.purge`` accepts ``failed_before`` (third-party backends may predate it)."""
+    return purge_accepts(backend, "failed_before")
+
+
+def purge_accepts(backend: Backend, keyword: str) -> bool:
+    """Whether ``backend.purge`` accepts the keyword ``keyword`` (third-party backends may
+    predate ``failed_before`` or ``max_events``)."""
     try:
         params = inspect.signature(backend.purge).parameters
     except (TypeError, ValueError):
         return False
-    return "failed_before" in params or any(
+    return keyword in params or any(
         p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
     )
 
@@ -47,7 +53,7 @@ class DeadLetters:
     """Mixed into :class:`omniq.AsyncTaskQueue`: the dead-letter queue API."""
 
     backend: Backend
-    event_logger: EventRecorder
+    event_logger: EventLogger
     worker: Worker | None
 
     async def open(self) -> None:  # provided by the client

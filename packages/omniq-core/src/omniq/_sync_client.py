@@ -10,19 +10,21 @@ from __future__ import annotations
 import atexit
 import functools
 import weakref
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack, overload
 
 from omniq._canvas import GraphRun
 from omniq._context import TaskContext, current_task
 from omniq._decorator import TaskFunction
+from omniq._events import EventLogger, EventTypes
 from omniq._options import TaskOptions, TaskOptionsArgs
 from omniq._portal import Portal
 from omniq.client import AsyncTaskQueue
 from omniq.clock import Clock
 from omniq.config import Settings
 from omniq.errors import WaitDeadlockError
-from omniq.models import Task, TaskResult, TaskState
+from omniq.models import Task, TaskEvent, TaskResult, TaskState
 
 __all__ = ["TaskQueue"]
 
@@ -95,6 +97,53 @@ class TaskQueue:
         finally:
             self._portal.stop()
             atexit.unregister(self._atexit)
+
+    @property
+    def event_logger(self) -> EventLogger:
+        """The event logger (``queue.event_logger.level = "WARNING"`` changes the level)."""
+        return self.async_queue.event_logger
+
+    def events(
+        self,
+        *,
+        task_id: str | None = None,
+        type: EventTypes | None = None,
+        since: float | datetime | None = None,
+        poll_interval: float = 0.5,
+    ) -> Iterator[TaskEvent]:
+        """Subscribe to events: ``for event in queue.events(): ...`` (see
+        :meth:`AsyncTaskQueue.events <omniq.client.AsyncTaskQueue.events>`). Each ``next``
+        waits on the queue's event loop; closing the iterator (``break``) ends the subscription.
+
+        Raises:
+            ValueError: an unknown event type name.
+        """
+        stream = self.async_queue.events(
+            task_id=task_id, type=type, since=since, poll_interval=poll_interval
+        )
+        return self._iterate(stream)
+
+    def _iterate(self, stream: AsyncIterator[TaskEvent]) -> Iterator[TaskEvent]:
+        async def step() -> tuple[bool, TaskEvent | None]:
+            try:
+                return True, await anext(stream)
+            except StopAsyncIteration:
+                return False, None
+
+        async def close() -> None:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+        try:
+            while True:
+                more, event = self._portal.call(step)
+                if not more or event is None:
+                    return
+                yield event
+        finally:
+            if self._portal.running:
+                self._portal.call(close)
 
     def __enter__(self) -> TaskQueue:
         return self

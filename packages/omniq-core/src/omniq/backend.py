@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import ClassVar, Generic, NamedTuple, Self, TypeVar
 
 import msgspec
@@ -23,6 +23,7 @@ from omniq.clock import Clock, SystemClock
 from omniq.errors import LeaseLostError
 from omniq.models import (
     ErrorInfo,
+    EventType,
     Schedule,
     StoredResult,
     Task,
@@ -32,6 +33,7 @@ from omniq.models import (
 )
 
 __all__ = [
+    "event_filter",
     "OUTCOME_STATES",
     "Backend",
     "Capabilities",
@@ -567,8 +569,28 @@ class Backend(abc.ABC):
         """Append events (one batch, one round trip). Duplicate event ids are ignored."""
 
     @abc.abstractmethod
-    async def list_events(self, *, task_id: str | None = None, limit: int = 100) -> list[TaskEvent]:
-        """Events, oldest first, optionally of one task only, at most ``limit``."""
+    async def list_events(
+        self,
+        *,
+        task_id: str | None = None,
+        types: Collection[EventType] | None = None,
+        since: float | None = None,
+        after_id: str | None = None,
+        limit: int = 100,
+    ) -> list[TaskEvent]:
+        """Events oldest first (by ``at``, then ``id``), at most ``limit`` (``<= 0``: none).
+
+        Args:
+            task_id: only this task's events.
+            types: only events of these types (an empty collection matches nothing).
+            since: only events with ``at >= since`` (seconds since the epoch).
+            after_id: keyset paging, only with ``since``: skip the events at exactly ``since``
+                whose id is ``<= after_id``; pass the last event's ``at`` and ``id`` to get the
+                page after it.
+
+        Raises:
+            ValueError: ``after_id`` without ``since``.
+        """
 
     # -- workers ---------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -648,13 +670,49 @@ class Backend(abc.ABC):
         finished_before: float,
         events_before: float,
         failed_before: float | None = None,
+        max_events: int | None = None,
     ) -> tuple[int, int]:
         """Delete terminal tasks finished before ``finished_before`` (with their results), every
         expired result, events older than ``events_before``, and every worker record whose
         ``expires_at <= now`` (a dead worker's).
+
+        ``max_events`` (``OMNIQ_EVENT_MAX_COUNT``) also deletes the oldest events (by ``at``,
+        then ``id``) beyond that count; ``None`` means no count limit. Backends that store
+        events in batches may keep a few more when batches overlap in time, never fewer.
 
         ``failed`` tasks (the dead-letter queue) use ``failed_before`` instead, when given
         (``OMNIQ_DEAD_RETENTION``); ``None`` means ``finished_before``.
 
         Returns ``(tasks_deleted, events_deleted)``.
         """
+
+
+def event_filter(
+    *,
+    task_id: str | None = None,
+    types: Collection[EventType] | None = None,
+    since: float | None = None,
+    after_id: str | None = None,
+) -> Callable[[TaskEvent], bool]:
+    """The predicate of :meth:`Backend.list_events`' filters, for backends that filter in Python.
+
+    Raises:
+        ValueError: ``after_id`` without ``since``.
+    """
+    if after_id is not None and since is None:
+        raise ValueError("list_events: after_id needs since (the at of the event it names)")
+    wanted = None if types is None else frozenset(types)
+
+    def keep(e: TaskEvent) -> bool:
+        if task_id is not None and e.task_id != task_id:
+            return False
+        if wanted is not None and e.type not in wanted:
+            return False
+        if since is not None:
+            if e.at < since:
+                return False
+            if after_id is not None and e.at == since and e.id <= after_id:
+                return False
+        return True
+
+    return keep

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, Unpack, overload
 
@@ -31,7 +31,9 @@ from omniq._dead import DeadLetters
 from omniq._decorator import AsyncTaskFunction
 from omniq._defaults import DEFAULT, Default
 from omniq._dependencies import check_parents, settle, settle_dependents
-from omniq._events import EventRecorder
+from omniq._event_stream import stream_events
+from omniq._events import EventTypes, build_event_logger, event_types
+from omniq._events import epoch as _epoch
 from omniq._ids import new_id
 from omniq._offload import result_offload
 from omniq._options import TaskOptions, TaskOptionsArgs, check_seconds, check_task_ids
@@ -149,7 +151,7 @@ class AsyncTaskQueue(DeadLetters):
         self._offload = result_offload(self.settings, self.backend)
         self._results = ResultReader(self.backend, self.serializer, self._offload)
         self._schedules = ScheduleManager(self.backend, self._tasks)
-        self.event_logger = EventRecorder(self.backend, enabled=self.settings.events_enabled)
+        self.event_logger = build_event_logger(self.backend, self.settings)
         self.worker: Worker | None = None
         if workers:
             executor = self.settings.default_worker
@@ -683,11 +685,76 @@ class AsyncTaskQueue(DeadLetters):
         await self.open()
         return await self.backend.list_workers()
 
-    async def list_events(self, *, task_id: str | None = None, limit: int = 100) -> list[TaskEvent]:
-        """Recorded events, oldest first, optionally of one task (buffered events are flushed first)."""
+    async def list_events(
+        self,
+        *,
+        task_id: str | None = None,
+        type: EventTypes | None = None,
+        since: float | datetime | None = None,
+        limit: int = 100,
+    ) -> list[TaskEvent]:
+        """Recorded events, oldest first (this process's buffered events are flushed first).
+
+        Args:
+            task_id: only this task's events.
+            type: only events of this type, or of these types (names or :class:`EventType`).
+            since: only events at or after this time (seconds since the epoch, or an aware
+                ``datetime``).
+            limit: at most this many events.
+
+        Raises:
+            ValueError: an unknown event type name.
+        """
         await self.open()
         await self.event_logger.flush()
-        return await self.backend.list_events(task_id=task_id, limit=limit)
+        return await self.backend.list_events(
+            task_id=task_id, types=event_types(type), since=_epoch(since), limit=limit
+        )
+
+    def events(
+        self,
+        *,
+        task_id: str | None = None,
+        type: EventTypes | None = None,
+        since: float | datetime | None = None,
+        poll_interval: float = 0.5,
+    ) -> AsyncIterator[TaskEvent]:
+        """Subscribe to events: ``async for event in queue.events(): ...``.
+
+        Yields this process's events as they are recorded and every other process's as they are
+        stored (polled every ``poll_interval`` seconds), each once; ends when the queue closes.
+        Delivery guarantees are in ``docs/events.md`` (:mod:`omniq._event_stream`).
+
+        Args:
+            task_id: only this task's events.
+            type: only this type, or these types (names or :class:`EventType`).
+            since: replay stored events from this time first (seconds since the epoch or an
+                aware ``datetime``); ``None``: only events from now on.
+            poll_interval: seconds between polls of the store.
+
+        Raises:
+            ValueError: an unknown event type name (at once, not when iteration starts).
+        """
+        return self._event_stream(task_id, event_types(type), _epoch(since), poll_interval)
+
+    async def _event_stream(
+        self,
+        task_id: str | None,
+        types: frozenset[EventType] | None,
+        since: float | None,
+        poll_interval: float,
+    ) -> AsyncIterator[TaskEvent]:
+        await self.open()
+        async for event in stream_events(
+            self.backend,
+            self.event_logger,
+            task_id=task_id,
+            types=types,
+            since=since,
+            poll_interval=poll_interval,
+            is_closed=lambda: self._closed,
+        ):
+            yield event
 
     # -- schedules ---------------------------------------------------------------------------
     async def add_schedule(

@@ -38,6 +38,7 @@ __all__ = [
     "ENV_PREFIX",
     "IGNORED_ENV_PREFIXES",
     "ComponentName",
+    "EventLevelName",
     "LogLevel",
     "ProcessStartMethod",
     "SettingDoc",
@@ -57,6 +58,9 @@ used by the test suite) and are neither read nor reported as unknown."""
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 """A :mod:`logging` level name; input is case-insensitive."""
+
+EventLevelName = Literal["DEBUG", "INFO", "WARNING", "ERROR", "DISABLED"]
+"""An event level name (:class:`omniq.models.EventLevel`); input is case-insensitive."""
 
 StorageType = Literal["sqlite", "memory", "file", "s3", "gs", "az", "postgres", "redis", "nats"]
 """Storage kinds selectable by name through ``OMNIQ_STORAGE_TYPE``."""
@@ -399,8 +403,48 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             extra=_SECONDS,
         ),
     ] = 60.0
+    event_level: Annotated[
+        EventLevelName,
+        Meta(
+            description=(
+                "Least important event level recorded in the event store (`DEBUG` records "
+                "every event, `DISABLED` none); changeable at run time through "
+                "`queue.event_logger.level`. See docs/events.md for the level of each event."
+            )
+        ),
+    ] = "DEBUG"
+    event_max_count: Annotated[
+        Annotated[int, Meta(ge=1)] | None,
+        Meta(
+            description=(
+                "Most events kept: purge deletes the oldest beyond this count (besides "
+                "`OMNIQ_EVENT_RETENTION`); none = no count limit."
+            ),
+            extra={"expected": "an integer >= 1", "none": "no count limit"},
+        ),
+    ] = 1_000_000
+    event_sink_url: Annotated[
+        _URI | None,
+        Meta(
+            description=(
+                "Also write every stored batch of events as JSON lines to this object-store "
+                "location (`file:///dir`, `s3://bucket/prefix`, `memory://`), for "
+                "`omniq events query`; needs omniq-obstore."
+            ),
+            extra={
+                "expected": "an object-store URI, e.g. file:///var/omniq/events",
+                "none": "unset",
+            },
+        ),
+    ] = None
     events_enabled: Annotated[
-        bool, Meta(description="Record task events in the backend's event store.")
+        bool,
+        Meta(
+            description=(
+                "Deprecated: `false` is the same as `OMNIQ_EVENT_LEVEL=DISABLED`; use "
+                "`OMNIQ_EVENT_LEVEL` instead."
+            )
+        ),
     ] = True
     scheduler_enabled: Annotated[
         bool,
@@ -456,6 +500,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         """
         return tuple(info.doc for info in _FIELDS.values())
 
+    def resolved_event_level(self) -> EventLevelName:
+        """The event level in effect: ``DISABLED`` when the deprecated ``events_enabled`` is
+        false, else ``event_level``."""
+        return self.event_level if self.events_enabled else "DISABLED"
+
     def resolved_storage_url(self) -> str:
         """Return the storage URI these settings select.
 
@@ -496,7 +545,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 # --------------------------------------------------------------------------- loading
 
 _LITERAL_ORDER = {
-    frozenset(get_args(t)): get_args(t) for t in (LogLevel, StorageType, ProcessStartMethod)
+    frozenset(get_args(t)): get_args(t)
+    for t in (LogLevel, EventLevelName, StorageType, ProcessStartMethod)
 }
 _FIELDS: dict[str, FieldInfo] = field_infos(Settings, ENV_PREFIX, _LITERAL_ORDER)
 _BY_ENV: dict[str, FieldInfo] = {info.env: info for info in _FIELDS.values()}

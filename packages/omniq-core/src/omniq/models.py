@@ -16,6 +16,8 @@ __all__ = [
     "TERMINAL_STATES",
     "WORKER_COUNTERS",
     "ErrorInfo",
+    "EVENT_LEVELS",
+    "EventLevel",
     "EventType",
     "ExecutorStats",
     "MisfirePolicy",
@@ -58,7 +60,11 @@ TERMINAL_STATES: frozenset[TaskState] = frozenset(
 
 
 class EventType(enum.StrEnum):
-    """What happened to a task; one :class:`TaskEvent` is recorded per occurrence."""
+    """What happened to a task (or a worker); one :class:`TaskEvent` is recorded per occurrence.
+
+    Each type has a level (:data:`EVENT_LEVELS`): an :class:`~omniq._events.EventLogger` records
+    only the types at or above its level.
+    """
 
     ENQUEUED = "enqueued"
     EXECUTING = "executing"
@@ -74,7 +80,75 @@ class EventType(enum.StrEnum):
     REQUEUED = "requeued"
     """A failed (dead) task was put back in its queue by hand, with a fresh retry budget."""
     READY = "ready"
-    """Every parent of a waiting task succeeded: it is now due (dependencies released)."""
+    """A waiting task's parents all succeeded: it was released to its queue."""
+    CALLBACK_ERROR = "callback_error"
+    """A lifecycle callback raised (the task's outcome is unchanged)."""
+    WORKER_STARTED = "worker_started"
+    """A worker started (no task: ``task_id`` is ``None``)."""
+    WORKER_STOPPED = "worker_stopped"
+    """A worker stopped (no task)."""
+    CIRCUIT_OPENED = "circuit_opened"
+    """A worker's circuit breaker opened: the store is unreachable (no task)."""
+    CIRCUIT_CLOSED = "circuit_closed"
+    """A worker's circuit breaker closed again: the store answers (no task)."""
+
+
+class EventLevel(enum.StrEnum):
+    """How important an event is; ``DEBUG < INFO < WARNING < ERROR``, and ``DISABLED`` records
+    nothing. Compare levels with :attr:`rank`."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+    DISABLED = "DISABLED"
+
+    @property
+    def rank(self) -> int:
+        """10, 20, 30, 40 (like :mod:`logging`), and 100 for ``DISABLED``."""
+        return _LEVEL_RANKS[self]
+
+    @classmethod
+    def parse(cls, value: str | EventLevel) -> EventLevel:
+        """The level named ``value`` (case-insensitive).
+
+        Raises:
+            ValueError: naming the accepted levels when ``value`` is not one.
+        """
+        try:
+            return cls(value.upper() if isinstance(value, str) else value)
+        except (ValueError, AttributeError):
+            names = ", ".join(level.value for level in cls)
+            raise ValueError(f"unknown event level {value!r}; use one of {names}") from None
+
+
+_LEVEL_RANKS = {
+    EventLevel.DEBUG: 10,
+    EventLevel.INFO: 20,
+    EventLevel.WARNING: 30,
+    EventLevel.ERROR: 40,
+    EventLevel.DISABLED: 100,
+}
+
+EVENT_LEVELS: dict[EventType, EventLevel] = {
+    EventType.ENQUEUED: EventLevel.DEBUG,
+    EventType.EXECUTING: EventLevel.DEBUG,
+    EventType.READY: EventLevel.DEBUG,
+    EventType.COMPLETE: EventLevel.INFO,
+    EventType.REQUEUED: EventLevel.INFO,
+    EventType.WORKER_STARTED: EventLevel.INFO,
+    EventType.WORKER_STOPPED: EventLevel.INFO,
+    EventType.CIRCUIT_CLOSED: EventLevel.INFO,
+    EventType.RETRY: EventLevel.WARNING,
+    EventType.TIMEOUT: EventLevel.WARNING,
+    EventType.LEASE_EXPIRED: EventLevel.WARNING,
+    EventType.RELEASED: EventLevel.WARNING,
+    EventType.CALLBACK_ERROR: EventLevel.WARNING,
+    EventType.ERROR: EventLevel.ERROR,
+    EventType.CANCELLED: EventLevel.ERROR,
+    EventType.CIRCUIT_OPENED: EventLevel.ERROR,
+}
+"""The level of each event type (the table in ``docs/events.md``)."""
 
 
 class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -365,27 +439,38 @@ class Schedule(msgspec.Struct, kw_only=True):
 
 
 class TaskEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """One thing that happened to a task.
+    """One thing that happened to a task, or to a worker.
 
     Attributes:
-        id: time-ordered event id.
-        task_id: the task concerned.
+        id: time-ordered event id (UUIDv7 text).
+        task_id: the task concerned; ``None`` for worker events (``worker_started``,
+            ``circuit_opened``, …).
         type: see :class:`EventType`.
         at: when it happened (seconds since the epoch).
-        queue: the task's queue.
+        queue: the task's queue (a worker event: the worker's first queue).
         worker_id: the worker involved, if any.
         attempt: the task's attempt number at the time.
-        detail: short free text (error summary, reason).
+        detail: short free text (error summary, reason), at most 500 characters.
+        duration: seconds the run took, from its claim to its end (``complete``, ``error``,
+            ``retry``, ``cancelled`` and ``timeout`` events of a run), else ``None``.
+        error: the error's type and message (no traceback, to keep events small), if any.
     """
 
     id: str
-    task_id: str
+    task_id: str | None = None
     type: EventType
     at: float
     queue: str = "default"
     worker_id: str | None = None
     attempt: int = 0
     detail: str = ""
+    duration: float | None = None
+    error: ErrorInfo | None = None
+
+    @property
+    def level(self) -> EventLevel:
+        """The level of this event's type (see :data:`EVENT_LEVELS`)."""
+        return EVENT_LEVELS.get(self.type, EventLevel.INFO)
 
 
 class ExecutorStats(msgspec.Struct, kw_only=True):

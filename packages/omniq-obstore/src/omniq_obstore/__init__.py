@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 from omniq.plugins.specs import BackendSpec
 
 if TYPE_CHECKING:
-    from omniq_obstore.backend import ObjectStoreBackend
+    from omniq_obstore.backend import ObjectStoreBackend, open_store
 
-__all__ = ["SPEC", "ObjectStoreBackend"]
+__all__ = ["SPEC", "ObjectStoreBackend", "open_store"]
 
 SPEC = BackendSpec(
     target="omniq_obstore.backend:ObjectStoreBackend",
@@ -28,4 +28,8 @@ def __getattr__(name: str) -> Any:
         from omniq_obstore.backend import ObjectStoreBackend
 
         return ObjectStoreBackend
+    if name == "open_store":
+        from omniq_obstore.backend import open_store
+
+        return open_store
     raise AttributeError(name)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from omniq.backend import TaskQuery
 from omniq.models import Task, TaskEvent, TaskState
@@ -28,6 +28,9 @@ from omniq_obstore._view import View, load, scan
 __all__ = ["all_tasks", "append_events", "list_events", "list_tasks", "matches", "purge"]
 
 log = logging.getLogger("omniq.backend.obstore")
+
+_KEY_TIME_SLACK = 1e-3
+"""Seconds of rounding allowed for the times written in event-batch keys."""
 
 
 # -- events ------------------------------------------------------------------------------------
@@ -55,20 +58,71 @@ async def _read_batches(store: Store, keys: list[K.EventBatchKey]) -> list[TaskE
     return out
 
 
-async def list_events(store: Store, *, task_id: str | None, limit: int) -> list[TaskEvent]:
-    """Events oldest first (by time, then id), optionally of one task, at most ``limit``."""
+async def list_events(
+    store: Store,
+    *,
+    keep: Callable[[TaskEvent], bool],
+    since: float | None,
+    limit: int,
+) -> list[TaskEvent]:
+    """Events passing ``keep``, oldest first (by time, then id), at most ``limit``.
+
+    Batches whose newest event is older than ``since`` are skipped unread (their key says so);
+    listing stops at the first hour directory that starts after the ``limit``-th event found.
+    """
     buckets = sorted(b for b in await store.dirs("events/") if b.isdigit())
     found: dict[str, TaskEvent] = {}
     for i, bucket in enumerate(buckets):
-        keys = [K.parse_event(k) for k in await store.names(f"events/{bucket}/")]
-        for event in await _read_batches(store, [k for k in keys if k is not None]):
-            if task_id is None or event.task_id == task_id:
+        keys = [k for k in map(K.parse_event, await store.names(f"events/{bucket}/")) if k]
+        if since is not None:
+            keys = [k for k in keys if k.last >= since - _KEY_TIME_SLACK]
+        for event in await _read_batches(store, keys):
+            if keep(event):
                 found.setdefault(event.id, event)
-        if task_id is None and len(found) >= limit and i + 1 < len(buckets):
+        if len(found) >= limit and i + 1 < len(buckets):
             kth = sorted(e.at for e in found.values())[limit - 1]
             if int(buckets[i + 1]) * K.EVENT_BUCKET > kth:
                 break  # every later batch starts after the limit-th event
     return sorted(found.values(), key=lambda e: (e.at, e.id))[:limit]
+
+
+async def _all_event_keys(store: Store) -> list[K.EventBatchKey]:
+    keys: list[K.EventBatchKey] = []
+    for bucket in await store.dirs("events/"):
+        if bucket.isdigit():
+            keys += [k for k in map(K.parse_event, await store.names(f"events/{bucket}/")) if k]
+    return keys
+
+
+async def _purge_event_count(store: Store, max_events: int) -> int:
+    """Delete the oldest events beyond ``max_events``, counted from the batch keys (no read):
+    whole batches oldest first (by newest event), then the oldest part of one batch (rewritten
+    under a key derived from the old one, as in :func:`_purge_events`). Batches overlapping in
+    time can leave a few more than ``max_events``, never fewer."""
+    keys = sorted(await _all_event_keys(store), key=lambda k: (k.last, k.first, k.uid))
+    excess = sum(k.size for k in keys) - max_events
+    deleted = 0
+    whole: list[str] = []
+    for k in keys:
+        if excess <= 0:
+            break
+        if k.size <= excess:
+            whole.append(k.path)
+            excess -= k.size
+            deleted += k.size
+            continue
+        events = sorted(await _read_batches(store, [k]), key=lambda e: (e.at, e.id))
+        keep = events[excess:]
+        if keep:
+            ats = [e.at for e in keep]
+            await store.write(
+                K.event_key(min(ats), max(ats), len(keep), k.uid + "c"), R.encode(keep)
+            )
+        whole.append(k.path)
+        deleted += k.size - len(keep)
+        excess = 0
+    await store.delete(whole)
+    return deleted
 
 
 async def _purge_events(store: Store, before: float) -> int:
@@ -155,8 +209,10 @@ async def purge(
     events_before: float,
     now: float,
     failed_before: float | None = None,
+    max_events: int | None = None,
 ) -> tuple[int, int]:
-    """Delete old terminal tasks, expired results and old event batches; repair indexes."""
+    """Delete old terminal tasks, expired results, old event batches and the oldest events
+    beyond ``max_events``; repair indexes."""
     # Index entries first, tasks second: an entry is written after its task's spec, so every
     # entry listed here whose task is missing from the later scan is a true orphan.
     due: dict[str, set[str]] = {}
@@ -193,7 +249,10 @@ async def purge(
     purged = [tid for tid, d in zip(dirs, done, strict=True) if d]
     orphans += dict.fromkeys(p for tid in purged for p in edges.get(tid, ()))
     await store.delete(orphans)
-    return sum(done), await _purge_events(store, events_before)
+    events = await _purge_events(store, events_before)
+    if max_events is not None:
+        events += await _purge_event_count(store, max_events)
+    return sum(done), events
 
 
 async def _purge_task(

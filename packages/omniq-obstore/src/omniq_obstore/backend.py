@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Self, cast
 
@@ -27,10 +27,12 @@ from omniq.backend import (
     TaskQuery,
     check_claim_args,
     check_outcomes,
+    event_filter,
 )
 from omniq.clock import Clock
 from omniq.models import (
     ErrorInfo,
+    EventType,
     Schedule,
     StoredResult,
     Task,
@@ -54,7 +56,7 @@ from omniq_obstore._url import StoreURL, cloud_store, parse_url
 if TYPE_CHECKING:
     from obstore.store import ObjectStore
 
-__all__ = ["CloudBackend", "LocalBackend", "MemoryBackend", "ObjectStoreBackend"]
+__all__ = ["CloudBackend", "LocalBackend", "MemoryBackend", "ObjectStoreBackend", "open_store"]
 
 log = logging.getLogger("omniq.backend.obstore")
 
@@ -390,11 +392,25 @@ class ObjectStoreBackend(Backend):
         if events:
             await _housekeeping.append_events(self._s(), events)
 
-    async def list_events(self, *, task_id: str | None = None, limit: int = 100) -> list[TaskEvent]:
-        """Events oldest first (by ``at``, then id), optionally of one task, at most ``limit``."""
-        if limit <= 0:
+    async def list_events(
+        self,
+        *,
+        task_id: str | None = None,
+        types: Collection[EventType] | None = None,
+        since: float | None = None,
+        after_id: str | None = None,
+        limit: int = 100,
+    ) -> list[TaskEvent]:
+        """Events oldest first (by ``at``, then id), filtered as :meth:`Backend.list_events`
+        says, at most ``limit``; batches older than ``since`` are skipped by their key.
+
+        Raises:
+            ValueError: ``after_id`` without ``since``.
+        """
+        keep = event_filter(task_id=task_id, types=types, since=since, after_id=after_id)
+        if limit <= 0 or (types is not None and not types):
             return []
-        return await _housekeeping.list_events(self._s(), task_id=task_id, limit=limit)
+        return await _housekeeping.list_events(self._s(), keep=keep, since=since, limit=limit)
 
     # -- workers -------------------------------------------------------------------------------
     async def put_worker(self, info: WorkerInfo) -> None:
@@ -449,11 +465,13 @@ class ObjectStoreBackend(Backend):
         finished_before: float,
         events_before: float,
         failed_before: float | None = None,
+        max_events: int | None = None,
     ) -> tuple[int, int]:
         """Delete terminal tasks finished before ``finished_before`` (``failed`` ones before
         ``failed_before``, default the same) (all their objects and
         idempotency key), every expired result, event batches whose newest event is older
-        than ``events_before``, and the records of dead workers (``expires_at <= now``). Also
+        than ``events_before``, the oldest events beyond ``max_events`` (counted from the
+        batch keys), and the records of dead workers (``expires_at <= now``). Also
         restores index entries a crashed writer left out.
 
         Returns ``(tasks_deleted, events_deleted)``.
@@ -466,7 +484,24 @@ class ObjectStoreBackend(Backend):
             events_before=events_before,
             now=self.clock.now(),
             failed_before=failed_before,
+            max_events=max_events,
         )
+
+
+def open_store(url: str) -> ObjectStore:
+    """The raw obstore store a URI names, for other uses than a backend (the event sink):
+    ``memory://[name]`` is the process-wide store of that name, ``file:///dir`` a
+    ``LocalStore`` (the directory is created), ``s3://``/``gs://``/``az://`` obstore's own.
+
+    Raises:
+        ConfigError: the URI cannot be used (the message says why).
+    """
+    spec = parse_url(url)
+    if spec.scheme == "memory":
+        return memory_store(spec.name)[0]
+    if spec.scheme == "file":
+        return LocalStore(Path(spec.path), mkdir=True, automatic_cleanup=True)
+    return cloud_store(spec)
 
 
 class MemoryBackend(ObjectStoreBackend):

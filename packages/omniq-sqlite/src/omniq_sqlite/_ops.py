@@ -8,6 +8,7 @@ with another coroutine's statements and never held open across an ``await``.
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -470,11 +471,25 @@ def append_events(conn: sqlite3.Connection, events: Sequence[TaskEvent]) -> None
         conn.executemany(Q.insert_event, rows)
 
 
-def list_events(conn: sqlite3.Connection, *, task_id: str | None, limit: int) -> list[TaskEvent]:
+def list_events(
+    conn: sqlite3.Connection,
+    *,
+    task_id: str | None,
+    types: list[str] | None,
+    since: float | None,
+    after_id: str | None,
+    limit: int,
+) -> list[TaskEvent]:
+    params = {
+        "since": -math.inf if since is None else since,
+        "after_id": after_id or "",
+        "types": None if types is None else json_list(types),
+        "limit": limit,
+    }
     if task_id is None:
-        rows = conn.execute(Q.list_events, {"limit": limit}).fetchall()
+        rows = conn.execute(Q.list_events, params).fetchall()
     else:
-        rows = conn.execute(Q.list_task_events, {"task_id": task_id, "limit": limit}).fetchall()
+        rows = conn.execute(Q.list_task_events, {**params, "task_id": task_id}).fetchall()
     events = []
     for row in rows:
         event = decode_event(row)
@@ -545,6 +560,20 @@ def purge_step(
         events = conn.execute(Q.purge_events, {**batch, "before": events_before}).rowcount
     more = max(len(ids), results, events) >= PURGE_BATCH
     return len(ids), events, more
+
+
+def event_count_cutoff(conn: sqlite3.Connection, *, max_events: int) -> tuple[float, str] | None:
+    """The oldest event kept under a count limit, as ``(at, id)``; ``None``: within it."""
+    row = conn.execute(Q.event_count_cutoff, {"offset": max_events - 1}).fetchone()
+    return None if row is None else (float(row[0]), str(row[1]))
+
+
+def purge_events_before(conn: sqlite3.Connection, *, at: float, event_id: str) -> tuple[int, bool]:
+    """Delete one batch of the events before ``(at, event_id)``; return ``(deleted, more)``."""
+    with write_transaction(conn):
+        params = {"at": at, "id": event_id, "batch": PURGE_BATCH}
+        deleted = int(conn.execute(Q.purge_events_before_key, params).rowcount)
+    return deleted, deleted >= PURGE_BATCH
 
 
 # -- schedules --------------------------------------------------------------------------------

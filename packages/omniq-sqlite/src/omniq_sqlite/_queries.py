@@ -155,7 +155,9 @@ def split_statements(script: str) -> tuple[str, ...]:
 
 
 def load_migrations() -> tuple[Migration, ...]:
-    """Every bundled migration, in version order (versions must be 1, 2, 3… without gaps)."""
+    """Every bundled migration, in version order (distinct versions from 1; a gap is allowed, and
+    the runner applies every version a file has not recorded, so a later-merged lower number
+    still runs)."""
     folder = resources.files("omniq_sqlite").joinpath("migrations")
     found: list[Migration] = []
     for entry in folder.iterdir():
@@ -170,8 +172,10 @@ def load_migrations() -> tuple[Migration, ...]:
             )
     found.sort(key=lambda m: m.version)
     versions = [m.version for m in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise ValueError(f"omniq_sqlite migrations must be numbered 1..n, found {versions}")
+    if len(set(versions)) != len(versions) or (versions and versions[0] != 1):
+        raise ValueError(
+            f"omniq_sqlite migrations must have distinct versions starting at 1, found {versions}"
+        )
     return tuple(found)
 
 

@@ -279,7 +279,20 @@ def decode_result(row: Sequence[Any]) -> StoredResult:
 
 def encode_event(e: TaskEvent) -> tuple[Any, ...]:
     """The row of an event, in ``omniq_events`` column order."""
-    return (e.id, e.task_id, str(e.type), e.at, e.queue, e.worker_id, e.attempt, e.detail)
+    err = e.error
+    return (
+        e.id,
+        e.task_id,
+        str(e.type),
+        e.at,
+        e.queue,
+        e.worker_id,
+        e.attempt,
+        e.detail,
+        e.duration,
+        None if err is None else err.type,
+        None if err is None else err.message,
+    )
 
 
 def decode_event(row: Sequence[Any]) -> TaskEvent | None:
@@ -296,4 +309,6 @@ def decode_event(row: Sequence[Any]) -> TaskEvent | None:
         worker_id=row[5],
         attempt=row[6],
         detail=row[7],
+        duration=row[8],
+        error=None if row[9] is None else ErrorInfo(type=row[9], message=row[10] or ""),
     )

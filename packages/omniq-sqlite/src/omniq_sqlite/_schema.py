@@ -15,7 +15,7 @@ import time
 from omniq.errors import BackendError
 from omniq_sqlite._queries import MIGRATIONS, QUERIES
 
-__all__ = ["MIN_SQLITE_VERSION", "configure", "migrate", "schema_version"]
+__all__ = ["MIN_SQLITE_VERSION", "applied_versions", "configure", "migrate", "schema_version"]
 
 log = logging.getLogger("omniq.backend.sqlite")
 
@@ -79,27 +79,37 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute(QUERIES.schema_version).fetchone()[0])
 
 
+def applied_versions(conn: sqlite3.Connection) -> set[int]:
+    """The migration versions recorded in the file (empty for a new file)."""
+    if conn.execute(QUERIES.schema_version_table_exists).fetchone() is None:
+        return set()
+    return {int(row[0]) for row in conn.execute(QUERIES.applied_versions).fetchall()}
+
+
 def migrate(conn: sqlite3.Connection, *, path: str, now: float) -> int:
-    """Bring the schema to the newest bundled version; return the number of migrations applied.
+    """Apply every bundled migration the file has not recorded, in version order; return how
+    many were applied. A version missing below the newest applied one (a migration merged
+    after a higher-numbered one) is applied too.
 
     Raises:
         BackendError: if the file was written by a newer omniq-sqlite (unknown schema version).
     """
     latest = MIGRATIONS[-1].version
-    current = schema_version(conn)  # lock-free fast path: the usual case is "already current"
-    if current == latest:
+    bundled = {m.version for m in MIGRATIONS}
+    applied = applied_versions(conn)  # lock-free fast path: the usual case is "already current"
+    if bundled <= applied and max(applied) == latest:
         return 0
-    if current > latest:
-        raise _too_new(path, current, latest)
+    if applied and max(applied) > latest:
+        raise _too_new(path, max(applied), latest)
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute(QUERIES.create_schema_version_table)
-        current = schema_version(conn)  # re-read under the write lock
-        if current > latest:
-            raise _too_new(path, current, latest)
-        applied = 0
+        applied = applied_versions(conn)  # re-read under the write lock
+        if applied and max(applied) > latest:
+            raise _too_new(path, max(applied), latest)
+        count = 0
         for migration in MIGRATIONS:
-            if migration.version <= current:
+            if migration.version in applied:
                 continue
             for statement in migration.statements:
                 conn.execute(statement)
@@ -107,7 +117,7 @@ def migrate(conn: sqlite3.Connection, *, path: str, now: float) -> int:
                 QUERIES.record_schema_version,
                 {"version": migration.version, "name": migration.name, "applied_at": now},
             )
-            applied += 1
+            count += 1
             log.info(
                 "applied schema migration %04d_%s to %s", migration.version, migration.name, path
             )
@@ -116,7 +126,7 @@ def migrate(conn: sqlite3.Connection, *, path: str, now: float) -> int:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    return applied
+    return count
 
 
 def _too_new(path: str, found: int, latest: int) -> BackendError:

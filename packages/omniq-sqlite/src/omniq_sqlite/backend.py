@@ -21,7 +21,7 @@ import asyncio
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -40,6 +40,7 @@ from omniq.backend import (
 from omniq.clock import Clock
 from omniq.models import (
     ErrorInfo,
+    EventType,
     Schedule,
     StoredResult,
     Task,
@@ -418,11 +419,33 @@ class SQLiteBackend(Backend):
         if events:
             await self._write(_ops.append_events, events)
 
-    async def list_events(self, *, task_id: str | None = None, limit: int = 100) -> list[TaskEvent]:
-        """Events oldest first (by ``at``, then id), optionally of one task, at most ``limit``."""
-        if limit <= 0:
+    async def list_events(
+        self,
+        *,
+        task_id: str | None = None,
+        types: Collection[EventType] | None = None,
+        since: float | None = None,
+        after_id: str | None = None,
+        limit: int = 100,
+    ) -> list[TaskEvent]:
+        """Events oldest first (by ``at``, then id), filtered as :meth:`Backend.list_events`
+        says, at most ``limit``; one indexed query (``(task_id, at, id)`` or ``(at, id)``).
+
+        Raises:
+            ValueError: ``after_id`` without ``since``.
+        """
+        if after_id is not None and since is None:
+            raise ValueError("list_events: after_id needs since (the at of the event it names)")
+        if limit <= 0 or (types is not None and not types):
             return []
-        return await self._read(_ops.list_events, task_id=task_id, limit=limit)
+        return await self._read(
+            _ops.list_events,
+            task_id=task_id,
+            types=None if types is None else [str(t) for t in types],
+            since=since,
+            after_id=after_id,
+            limit=limit,
+        )
 
     # -- workers -------------------------------------------------------------------------------
     async def put_worker(self, info: WorkerInfo) -> None:
@@ -479,10 +502,11 @@ class SQLiteBackend(Backend):
         finished_before: float,
         events_before: float,
         failed_before: float | None = None,
+        max_events: int | None = None,
     ) -> tuple[int, int]:
-        """Delete old terminal tasks (with results), expired results, old events and the
-        records of dead workers (``expires_at <= now``). Failed tasks use ``failed_before``
-        (default ``finished_before``).
+        """Delete old terminal tasks (with results), expired results, old events, the oldest
+        events beyond ``max_events``, and the records of dead workers (``expires_at <= now``).
+        Failed tasks use ``failed_before`` (default ``finished_before``).
 
         Works in batches of a few thousand rows, one short transaction each, so other processes
         are not locked out. Returns ``(tasks_deleted, events_deleted)``.
@@ -500,4 +524,12 @@ class SQLiteBackend(Backend):
             )
             tasks_deleted += tasks
             events_deleted += events
+        if max_events is not None:
+            cutoff = await self._read(_ops.event_count_cutoff, max_events=max_events)
+            more = cutoff is not None
+            while more and cutoff is not None:
+                deleted, more = await self._write(
+                    _ops.purge_events_before, at=cutoff[0], event_id=cutoff[1]
+                )
+                events_deleted += deleted
         return tasks_deleted, events_deleted

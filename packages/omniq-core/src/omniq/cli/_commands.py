@@ -18,6 +18,7 @@ from omniq._process_role import mark_worker_process
 from omniq._setup import create_backend
 from omniq.cli._common import run, storage_option
 from omniq.cli._dead import dead
+from omniq.cli._events import events
 from omniq.cli._schedules import schedules
 from omniq.client import AsyncTaskQueue
 from omniq.config import load_settings
@@ -352,4 +353,4 @@ def demo(directory: str | None, worker_processes: int, keep: bool) -> None:
     sys.exit(run_demo(directory, worker_processes=worker_processes, keep=keep))
 
 
-BUILTIN_COMMANDS = [worker, workers, tasks, schedules, dead, stats, plugins, demo]
+BUILTIN_COMMANDS = [worker, workers, tasks, schedules, dead, events, stats, plugins, demo]

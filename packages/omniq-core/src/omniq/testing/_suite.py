@@ -10,6 +10,7 @@ from omniq.testing._claims import ClaimConformance
 from omniq.testing._clients import ClientConformance
 from omniq.testing._dead import DeadLetterConformance
 from omniq.testing._dependencies import DependencyConformance
+from omniq.testing._events import EventConformance
 from omniq.testing._fixtures import MakeTask
 from omniq.testing._leases import LeaseConformance
 from omniq.testing._records import RecordConformance
@@ -31,6 +32,7 @@ class BackendConformance(
     ScheduleConformance,
     DeadLetterConformance,
     DependencyConformance,
+    EventConformance,
 ):
     """Subclass this in your backend's tests and give it the URL of a fresh store::
 

@@ -72,6 +72,8 @@ class CircuitBreaker:
         clock: monotonic seconds; injectable for tests.
         rng: uniform ``[0, 1)`` numbers for the jitter; injectable for tests.
         on_close: called when it closes again (the worker wakes its loops).
+        on_open: called with the last error's text when it opens from closed (the worker
+            records a ``circuit_opened`` event); not called again for failed probes.
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class CircuitBreaker:
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
         on_close: Callable[[], None] | None = None,
+        on_open: Callable[[str], None] | None = None,
     ) -> None:
         if failure_threshold < 1:
             raise ValueError("failure_threshold must be >= 1")
@@ -94,6 +97,7 @@ class CircuitBreaker:
         self._clock = clock
         self._rng = rng
         self._on_close = on_close
+        self._on_open = on_open
         self._state = BreakerState.CLOSED
         self.failures = 0
         """Consecutive failures (reset by any success)."""
@@ -225,6 +229,8 @@ class CircuitBreaker:
                 self._last_error,
                 self._retry_at - self._clock(),
             )
+            if self._on_open is not None:
+                self._on_open(self._last_error)
 
     def _open(self) -> None:
         delay = self.backoff(self._reopens) * (1.0 - JITTER * self._rng())

@@ -17,7 +17,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from omniq._dependencies import settle, settle_dependents
-from omniq._events import EventRecorder
+from omniq._events import EventLogger
 from omniq.backend import Backend, TaskQuery
 from omniq.executors import Executor
 from omniq.models import EventType, Task, TaskState
@@ -78,7 +78,7 @@ class DependencySettling:
 
     backend: Backend
     worker_id: str
-    _events: EventRecorder
+    _events: EventLogger
     _breaker: CircuitBreaker
     _wake: asyncio.Event
 

@@ -13,9 +13,10 @@ import logging
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from omniq._dead import purge_knows_failed_before
-from omniq._events import EventRecorder
+from omniq._dead import purge_accepts
+from omniq._events import EventLogger
 from omniq._offload import ResultOffload
 from omniq.backend import Backend
 from omniq.errors import LeaseLostError
@@ -55,7 +56,7 @@ class LeaseKeeping:
     backend: Backend
     options: WorkerOptions
     worker_id: str
-    _events: EventRecorder
+    _events: EventLogger
     _runs: dict[str, Run]
     _held: dict[str, int]  # task id -> attempt, until the outcome is stored
     _finishing: set[str]  # ids whose outcome is being written right now
@@ -169,21 +170,18 @@ class LeaseKeeping:
                 if since_purge >= every:
                     since_purge = 0.0
                     now = self.backend.clock.now()
-                    purge = (
-                        functools.partial(
-                            self.backend.purge,
-                            finished_before=now - self.options.retention,
-                            events_before=now - self.options.event_retention,
-                            failed_before=now - self.options.dead_retention,
-                        )
-                        if purge_knows_failed_before(self.backend)
-                        # a backend written before OMNIQ_DEAD_RETENTION existed
-                        else functools.partial(
-                            self.backend.purge,
-                            finished_before=now - self.options.retention,
-                            events_before=now - self.options.event_retention,
-                        )
-                    )
+                    kwargs: dict[str, Any] = {
+                        "finished_before": now - self.options.retention,
+                        "events_before": now - self.options.event_retention,
+                    }
+                    # a backend written before OMNIQ_DEAD_RETENTION / OMNIQ_EVENT_MAX_COUNT
+                    if purge_accepts(self.backend, "failed_before"):
+                        kwargs["failed_before"] = now - self.options.dead_retention
+                    if self.options.event_max_count is not None and purge_accepts(
+                        self.backend, "max_events"
+                    ):
+                        kwargs["max_events"] = self.options.event_max_count
+                    purge = functools.partial(self.backend.purge, **kwargs)
                     await self._breaker.call(purge)
                     await self._purge_offloaded(now)
             except CircuitOpenError:  # the store is down: skip this run

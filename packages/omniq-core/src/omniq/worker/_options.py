@@ -28,6 +28,7 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
         dead_retention: seconds failed tasks (the dead-letter queue) are kept before purging.
         event_retention: seconds events are kept.
         purge_interval: seconds between two purges by the janitor.
+        event_max_count: most events kept (the oldest beyond it are purged); ``None``: no limit.
         heartbeat: seconds between two writes of the worker's health record; the record
             expires after three of them.
         breaker_threshold: consecutive store failures that open the worker's circuit breaker.
@@ -50,6 +51,7 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
     dead_retention: float = 30 * 86400.0
     event_retention: float = 7 * 86400.0
     purge_interval: float = 60.0
+    event_max_count: int | None = 1_000_000
     heartbeat: float = 5.0
     breaker_threshold: int = 5
     breaker_max_backoff: float = 30.0
@@ -76,6 +78,7 @@ class WorkerOptions(msgspec.Struct, frozen=True, kw_only=True):
             dead_retention=settings.dead_retention,
             event_retention=settings.event_retention,
             purge_interval=settings.purge_interval,
+            event_max_count=settings.event_max_count,
             heartbeat=settings.worker_heartbeat,
             breaker_threshold=settings.breaker_threshold,
             breaker_max_backoff=settings.breaker_max_backoff,

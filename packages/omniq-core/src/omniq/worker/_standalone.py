@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from omniq._events import EventRecorder
+from omniq._events import build_event_logger
 from omniq._offload import result_offload
 from omniq._process_role import mark_worker_process
 from omniq._setup import build_executors, create_backend, resolve_secret_key
@@ -90,7 +90,7 @@ async def run_worker(
                 settings, queues=tuple(queues), executor=executors[0]
             ),
             serializer=serializer,
-            events=EventRecorder(backend, enabled=settings.events_enabled),
+            events=build_event_logger(backend, settings),
             worker_id=worker_id,
             offload=result_offload(settings, backend),
         )

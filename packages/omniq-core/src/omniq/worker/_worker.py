@@ -30,7 +30,7 @@ import msgspec
 
 from omniq._context import TaskContext
 from omniq._dependencies import parent_values
-from omniq._events import EventRecorder
+from omniq._events import EventLogger
 from omniq._functions import LOCAL_TOKEN_HEADER, FunctionResolver
 from omniq._ids import new_id
 from omniq._offload import ResultOffload
@@ -97,7 +97,7 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
         executors: dict[str, Executor],
         options: WorkerOptions,
         serializer: Serializer,
-        events: EventRecorder,
+        events: EventLogger,
         worker_id: str | None = None,
         on_finished: Callable[[Sequence[str]], None] | None = None,
         offload: ResultOffload | None = None,
@@ -149,6 +149,7 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
             max_backoff=options.breaker_max_backoff,
             name=self.worker_id,
             on_close=self._store_back,
+            on_open=self._store_down,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -172,6 +173,7 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
                 self.scheduler.run(), name="omniq-worker-scheduler"
             )
         await self._start_health()
+        self._worker_event(EventType.WORKER_STARTED, f"queues={','.join(self.options.queues)}")
         log.info(
             "worker %s started: queues=%s executors=%s",
             self.worker_id,
@@ -181,8 +183,18 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
 
     def _store_back(self) -> None:
         """The breaker closed: store the outcomes kept meanwhile and refresh the record now."""
+        self._worker_event(EventType.CIRCUIT_CLOSED, "store reachable again")
         self._wake.set()
         self._health_now()
+
+    def _store_down(self, last_error: str) -> None:
+        """The breaker opened: record it (the event is stored once the store is back)."""
+        self._worker_event(EventType.CIRCUIT_OPENED, last_error)
+
+    def _worker_event(self, type: EventType, detail: str) -> None:
+        self._events.record(
+            None, type, worker_id=self.worker_id, queue=self.options.queues[0], detail=detail
+        )
 
     def wake(self) -> None:
         """Make the exchange loop poll now (called on in-process enqueue)."""
@@ -240,6 +252,8 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
                 await loop_task
         self._loops.clear()
         await self._stop_health()
+        done = ", ".join(f"{k}={v}" for k, v in self.counters.items())
+        self._worker_event(EventType.WORKER_STOPPED, done)
         await self._events.stop()
         for executor in self.executors.values():
             await executor.shutdown()
@@ -500,7 +514,13 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
             return  # lease lost (another attempt owns it) or shutdown (released later)
         stats.failed += 1
         if isinstance(exc, TaskTimeoutError):
-            self._events.record(task, EventType.TIMEOUT, worker_id=self.worker_id, detail=str(exc))
+            self._events.record(
+                task,
+                EventType.TIMEOUT,
+                worker_id=self.worker_id,
+                detail=str(exc),
+                duration=_run_seconds(task, self.backend.clock.now()),
+            )
         if isinstance(exc, CallFailedError):  # the function raised in another process
             self._fail(task, exc.info, retry=True)
         elif isinstance(exc, SerializationError | DeserializationError):
@@ -620,7 +640,21 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
         for p in stored:
             self._unhold(p.task)
             self.counters[COUNTER_OF[p.event]] += 1
-            self._events.record(p.task, p.event, worker_id=self.worker_id, detail=p.detail)
+            self._events.record(
+                p.task,
+                p.event,
+                worker_id=self.worker_id,
+                detail=p.detail,
+                duration=_run_seconds(p.task, p.outcome.finished_at),
+                error=p.outcome.error,
+            )
         self._settle_children_of([p.task.id for p in stored if p.event in _TERMINAL_EVENTS])
         if stored and self._on_finished is not None:
             self._on_finished([p.task.id for p in stored])
+
+
+def _run_seconds(task: Task, end: float | None) -> float | None:
+    """Seconds from the task's claim (``started_at``) to ``end``, by the backend's clock."""
+    if task.started_at is None or end is None:
+        return None
+    return max(0.0, end - task.started_at)

@@ -24,6 +24,9 @@ SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'omniq_schema_versio
 -- name: schema_version
 SELECT coalesce(max(version), 0) FROM omniq_schema_version
 
+-- name: applied_versions
+SELECT version FROM omniq_schema_version ORDER BY version
+
 -- name: record_schema_version
 INSERT INTO omniq_schema_version (version, name, applied_at) VALUES (:version, :name, :applied_at)
 
@@ -240,17 +243,23 @@ WHERE task_id IN (SELECT value FROM json_each(:ids))
 -- events
 
 -- name: insert_event
-INSERT OR IGNORE INTO omniq_events (id, task_id, type, at, queue, worker_id, attempt, detail)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+INSERT OR IGNORE INTO omniq_events (id, task_id, type, at, queue, worker_id, attempt, detail, duration, error_type, error_message)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
+-- Filters: at >= :since (-inf for none), keyset paging by :after_id ('' for none), :types a
+-- JSON list of type names or NULL for every type.
 -- name: list_events
-SELECT id, task_id, type, at, queue, worker_id, attempt, detail FROM omniq_events
+SELECT id, task_id, type, at, queue, worker_id, attempt, detail, duration, error_type, error_message FROM omniq_events
+WHERE at >= :since AND (at > :since OR id > :after_id)
+  AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
 ORDER BY at, id
 LIMIT :limit
 
 -- name: list_task_events
-SELECT id, task_id, type, at, queue, worker_id, attempt, detail FROM omniq_events
+SELECT id, task_id, type, at, queue, worker_id, attempt, detail, duration, error_type, error_message FROM omniq_events
 WHERE task_id = :task_id
+  AND at >= :since AND (at > :since OR id > :after_id)
+  AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
 ORDER BY at, id
 LIMIT :limit
 
@@ -279,6 +288,19 @@ WHERE rowid IN (SELECT rowid FROM omniq_results WHERE expires_at <= :now LIMIT :
 -- name: purge_events
 DELETE FROM omniq_events
 WHERE id IN (SELECT id FROM omniq_events WHERE at < :before LIMIT :batch)
+
+-- The oldest event kept under a count limit: the :offset-th newest (0 = the newest).
+-- name: event_count_cutoff
+SELECT at, id FROM omniq_events ORDER BY at DESC, id DESC LIMIT 1 OFFSET :offset
+
+-- name: purge_events_before_key
+DELETE FROM omniq_events
+WHERE id IN (
+    SELECT id FROM omniq_events
+    WHERE at < :at OR (at = :at AND id < :id)
+    ORDER BY at, id
+    LIMIT :batch
+)
 
 -- name: purge_workers
 DELETE FROM omniq_workers WHERE expires_at <= :now
