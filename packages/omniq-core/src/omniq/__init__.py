@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from omniq._context import TaskContext, current_task
+    from omniq._middleware import CallbackContext, Middleware
     from omniq._defaults import DEFAULT
     from omniq._sync_client import TaskQueue
     from omniq.client import AsyncTaskQueue
@@ -45,8 +46,10 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT",
     "AsyncTaskQueue",
+    "CallbackContext",
     "EventType",
     "ExecutorStats",
+    "Middleware",
     "OmniQError",
     "ResultExpiredError",
     "ResultNotStoredError",
@@ -73,8 +76,10 @@ __version__ = "0.1.0"
 _HOME: dict[str, str] = {
     "DEFAULT": "omniq._defaults",
     "AsyncTaskQueue": "omniq.client",
+    "CallbackContext": "omniq._middleware",
     "EventType": "omniq.models",
     "ExecutorStats": "omniq.models",
+    "Middleware": "omniq._middleware",
     "OmniQError": "omniq.errors",
     "ResultExpiredError": "omniq.errors",
     "ResultNotStoredError": "omniq.errors",

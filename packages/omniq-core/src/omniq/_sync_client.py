@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack, overload
 
 from omniq._decorator import TaskFunction
+from omniq._middleware import Hook, split_callbacks
 from omniq._options import TaskOptions, TaskOptionsArgs
 from omniq._portal import Portal
 from omniq.client import AsyncTaskQueue
@@ -120,6 +121,18 @@ class TaskQueue:
     requeue_dead_all = _blocking(AsyncTaskQueue.requeue_dead_all)
     purge_dead = _blocking(AsyncTaskQueue.purge_dead)
 
+    def add_middleware(self, middleware: object) -> None:
+        """Install lifecycle middleware; see :meth:`omniq.AsyncTaskQueue.add_middleware`."""
+        self.async_queue.add_middleware(middleware)
+
+    @overload
+    def on(self, hook: str, fn: Hook, /) -> Hook: ...
+    @overload
+    def on(self, hook: str, fn: None = None, /) -> Callable[[Hook], Hook]: ...
+    def on(self, hook: str, fn: Hook | None = None, /) -> Any:
+        """Add one callback to a hook; see :meth:`omniq.AsyncTaskQueue.on`."""
+        return self.async_queue.on(hook, fn) if fn is not None else self.async_queue.on(hook)
+
     def _enqueue_with(
         self,
         func: Callable[..., Any],
@@ -140,9 +153,10 @@ class TaskQueue:
 
         ``f.enqueue(*args, **kwargs)`` stores a task (checked by mypy against ``f``'s signature).
         """
-        task_options = TaskOptions(**options)
+        rest, hooks = split_callbacks(options)
+        task_options = TaskOptions(**rest)
 
         def decorate(f: Callable[P, R]) -> TaskFunction[P, R]:
-            return TaskFunction(f, self._enqueue_with, task_options)
+            return TaskFunction(f, self._enqueue_with, task_options, hooks)
 
         return decorate(fn) if fn is not None else decorate

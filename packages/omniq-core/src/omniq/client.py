@@ -12,10 +12,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, Unpack, overload
 
+from omniq._callbacks import Callbacks
 from omniq._dead import DeadLetters
 from omniq._decorator import AsyncTaskFunction
 from omniq._defaults import DEFAULT, Default
 from omniq._events import EventRecorder
+from omniq._middleware import Hook, split_callbacks
 from omniq._options import TaskOptions, TaskOptionsArgs, check_seconds
 from omniq._process_role import in_worker_process
 from omniq._results import ResultReader
@@ -118,6 +120,9 @@ class AsyncTaskQueue(DeadLetters):
         self._results = ResultReader(self.backend, self.serializer)
         self._schedules = ScheduleManager(self.backend, self._tasks)
         self.event_logger = EventRecorder(self.backend, enabled=self.settings.events_enabled)
+        self.callbacks = Callbacks.from_plugins(
+            events=self.event_logger, timeout=self.settings.callback_timeout
+        )
         self.worker: Worker | None = None
         if workers:
             executor = self.settings.default_worker
@@ -135,6 +140,7 @@ class AsyncTaskQueue(DeadLetters):
                 serializer=self.serializer,
                 events=self.event_logger,
                 on_finished=self._results.notify,
+                callbacks=self.callbacks,
             )
         self._open_lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -201,7 +207,49 @@ class AsyncTaskQueue(DeadLetters):
                 self.event_logger.record(task, EventType.ENQUEUED)
         if self.worker is not None:
             self.worker.wake()
+        if self.callbacks.active:
+            for task in stored:
+                if task.id in created:
+                    await self.callbacks.run(
+                        self.callbacks.contexts(task, task.state, hooks=("on_enqueue",))
+                    )
         return stored
+
+    # -- callbacks ---------------------------------------------------------------------------
+    def add_middleware(self, middleware: object) -> None:
+        """Install lifecycle middleware for this client's enqueues and cancellations and its
+        embedded worker: an :class:`omniq.Middleware` (or any object) whose ``on_*`` methods
+        are called after the global middleware's and before the task's own callbacks, in
+        installation order. See ``docs/callbacks.md``.
+
+        Raises:
+            TypeError: ``middleware`` implements none of the hooks.
+        """
+        self.callbacks.add_middleware(middleware)
+
+    @overload
+    def on(self, hook: str, fn: Hook, /) -> Hook: ...
+    @overload
+    def on(self, hook: str, fn: None = None, /) -> Callable[[Hook], Hook]: ...
+    def on(self, hook: str, fn: Hook | None = None, /) -> Any:
+        """Add one callback to a hook of this client (like :meth:`add_middleware`):
+        ``queue.on("success", fn)``, or as a decorator ``@queue.on("failure")``.
+
+        Args:
+            hook: ``enqueue``, ``start``, ``success``, ``failure``, ``retry``, ``cancel`` or
+                ``complete`` (the ``on_`` prefix is optional).
+            fn: called with one :class:`omniq.CallbackContext`; sync or ``async``.
+
+        Raises:
+            ConfigError: unknown hook.
+            TypeError: ``fn`` is not callable.
+        """
+
+        def add(f: Hook) -> Hook:
+            self.callbacks.on(hook, f)
+            return f
+
+        return add(fn) if fn is not None else add
 
     async def enqueue(
         self,
@@ -353,12 +401,19 @@ class AsyncTaskQueue(DeadLetters):
         The decorated function still runs locally when called; ``await f.enqueue(*args, **kwargs)``
         stores a task (arguments checked by mypy against the function's signature) and
         ``f.options(delay=…)`` returns a copy with other options. Accepted options: those of
-        :meth:`enqueue` except ``args``/``kwargs``.
+        :meth:`enqueue` except ``args``/``kwargs``, plus lifecycle callbacks ``on_enqueue``,
+        ``on_start``, ``on_success``, ``on_failure``, ``on_retry``, ``on_cancel``,
+        ``on_complete`` (a callable or a list of them, each called with an
+        :class:`omniq.CallbackContext`; see ``docs/callbacks.md``).
+
+        Raises:
+            TypeError, ConfigError: an invalid option (named in the message).
         """
-        task_options = TaskOptions(**options)
+        rest, hooks = split_callbacks(options)
+        task_options = TaskOptions(**rest)
 
         def decorate(f: Callable[P, R]) -> AsyncTaskFunction[P, R]:
-            return AsyncTaskFunction(f, self._enqueue_with, task_options)
+            return AsyncTaskFunction(f, self._enqueue_with, task_options, hooks)
 
         return decorate(fn) if fn is not None else decorate
 
@@ -411,6 +466,10 @@ class AsyncTaskQueue(DeadLetters):
         if task.state is TaskState.CANCELLED:
             self.event_logger.record(task, EventType.CANCELLED, detail="cancelled by request")
             self._results.notify([task_id])
+            if self.callbacks.active:  # a queued task: it ends here (a running one, in its worker)
+                await self.callbacks.run(
+                    self.callbacks.contexts(task, task.state, error=task.error)
+                )
             return True
         return task.cancel_requested
 

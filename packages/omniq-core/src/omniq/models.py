@@ -72,6 +72,9 @@ class EventType(enum.StrEnum):
     """A worker shutting down gave the task back unfinished, without counting an attempt."""
     REQUEUED = "requeued"
     """A failed (dead) task was put back in its queue by hand, with a fresh retry budget."""
+    CALLBACK_ERROR = "callback_error"
+    """A lifecycle callback raised or timed out (the detail names the hook and the callback);
+    the task's outcome is unchanged."""
 
 
 class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):

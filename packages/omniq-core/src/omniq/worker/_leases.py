@@ -13,6 +13,7 @@ import logging
 import traceback
 from dataclasses import dataclass
 
+from omniq._callbacks import Callbacks
 from omniq._dead import purge_knows_failed_before
 from omniq._events import EventRecorder
 from omniq.backend import Backend
@@ -53,6 +54,7 @@ class LeaseKeeping:
     options: WorkerOptions
     worker_id: str
     _events: EventRecorder
+    callbacks: Callbacks
     _runs: dict[str, Run]
     _held: dict[str, int]  # task id -> attempt, until the outcome is stored
     _finishing: set[str]  # ids whose outcome is being written right now
@@ -83,6 +85,20 @@ class LeaseKeeping:
                     worker_id=self.worker_id,
                     detail="cancelled while running" if cancelled else "worker shutting down",
                 )
+                if cancelled:
+                    self._settled_here(task)
+
+    def _settled_here(self, task: Task) -> None:
+        """This worker gave ``task`` its final state outside a run's outcome (released while
+        its cancellation was requested; recovered from a dead worker as failed or cancelled):
+        fire that state's callbacks here."""
+        if self.callbacks.active and task.state.is_terminal:
+            self.callbacks.spawn(
+                task.id,
+                self.callbacks.contexts(
+                    task, task.state, worker_id=self.worker_id, error=task.error
+                ),
+            )
 
     async def _heartbeat_loop(self) -> None:
         interval = self.options.lease / 3
@@ -144,6 +160,7 @@ class LeaseKeeping:
                         EventType.LEASE_EXPIRED,
                         detail=task.error.message if task.error else "",
                     )
+                    self._settled_here(task)
                 if since_purge >= _PURGE_EVERY:
                     since_purge = 0.0
                     now = self.backend.clock.now()

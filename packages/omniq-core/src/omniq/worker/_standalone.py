@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from omniq._callbacks import Callbacks
 from omniq._events import EventRecorder
 from omniq._process_role import mark_worker_process
 from omniq._setup import build_executors, create_backend, resolve_secret_key
@@ -80,6 +81,7 @@ async def run_worker(
             secret_key=resolve_secret_key(settings, backend),
             max_payload_bytes=settings.max_payload_bytes,
         )
+        events = EventRecorder(backend, enabled=settings.events_enabled)
         worker = Worker(
             backend,
             executors=build_executors(
@@ -89,8 +91,9 @@ async def run_worker(
                 settings, queues=tuple(queues), executor=executors[0]
             ),
             serializer=serializer,
-            events=EventRecorder(backend, enabled=settings.events_enabled),
+            events=events,
             worker_id=worker_id,
+            callbacks=Callbacks.from_plugins(events=events, timeout=settings.callback_timeout),
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -28,6 +28,7 @@ from typing import Any
 
 import msgspec
 
+from omniq._callbacks import Callbacks
 from omniq._context import TaskContext
 from omniq._events import EventRecorder
 from omniq._functions import LOCAL_TOKEN_HEADER, FunctionResolver
@@ -42,7 +43,7 @@ from omniq.errors import (
     TaskTimeoutError,
 )
 from omniq.executors import Call, Executor
-from omniq.models import WORKER_COUNTERS, ErrorInfo, EventType, Task
+from omniq.models import WORKER_COUNTERS, ErrorInfo, EventType, Task, TaskState
 from omniq.schedules import Scheduler
 from omniq.serialization import Serializer, error_info
 from omniq.worker import _outcomes
@@ -79,6 +80,9 @@ class Worker(LeaseKeeping, HealthReporting):
         worker_id: this worker's id; defaults to ``host:pid:random``.
         on_finished: called with the ids of tasks whose outcome was just stored (used by the
             embedded client to wake result waiters in the same process).
+        callbacks: the lifecycle callbacks to run (global and queue layers; the per-task layer
+            is looked up by each task's function); default: the ``omniq_add_middleware``
+            plugins' middleware only.
     """
 
     def __init__(
@@ -91,6 +95,7 @@ class Worker(LeaseKeeping, HealthReporting):
         events: EventRecorder,
         worker_id: str | None = None,
         on_finished: Callable[[Sequence[str]], None] | None = None,
+        callbacks: Callbacks | None = None,
     ) -> None:
         if options.default_executor not in executors:
             raise ValueError(f"default executor {options.default_executor!r} is not hosted")
@@ -103,6 +108,7 @@ class Worker(LeaseKeeping, HealthReporting):
         self._resolver = FunctionResolver(serializer)
         self._events = events
         self._on_finished = on_finished
+        self.callbacks = callbacks or Callbacks.from_plugins(events=events)
         # One entry per task id, for its newest attempt: when this worker claims a task again
         # (its older run here outlived its lease), the older run is stopped and replaced.
         self._runs: dict[str, Run] = {}
@@ -226,6 +232,7 @@ class Worker(LeaseKeeping, HealthReporting):
                 await loop_task
         self._loops.clear()
         await self._stop_health()
+        await self.callbacks.drain(self.callbacks.timeout)
         await self._events.stop()
         for executor in self.executors.values():
             await executor.shutdown()
@@ -432,6 +439,12 @@ class Worker(LeaseKeeping, HealthReporting):
             self._fail(task, error_info(exc), retry=False)
             return
         self._events.record(task, EventType.EXECUTING, worker_id=self.worker_id)
+        if self.callbacks.active:
+            calls = self.callbacks.contexts(
+                task, TaskState.RUNNING, hooks=("on_start",), worker_id=self.worker_id
+            )
+            if calls:
+                await self.callbacks.run(calls)
         call = Call(
             fn=fn, args=args, kwargs=kwargs, timeout=task.timeout, context=context, task=task
         )
@@ -443,52 +456,64 @@ class Worker(LeaseKeeping, HealthReporting):
         try:
             value = await running
         except BaseException as exc:
-            stats.run_seconds += time.monotonic() - began
-            self._ended_with(run, exc, stats)
+            took = time.monotonic() - began
+            stats.run_seconds += took
+            self._ended_with(run, exc, stats, took)
             return
-        stats.run_seconds += time.monotonic() - began
+        took = time.monotonic() - began
+        stats.run_seconds += took
         stats.succeeded += 1
-        self._succeed(task, value)
+        self._succeed(task, value, took)
 
-    def _ended_with(self, run: Run, exc: BaseException, stats: ExecutorStats) -> None:
+    def _ended_with(
+        self, run: Run, exc: BaseException, stats: ExecutorStats, took: float | None = None
+    ) -> None:
         """Record how a run that raised ended: cancelled, timed out, or failed."""
         task = run.task
         if isinstance(exc, asyncio.CancelledError):
             if run.stop_reason == STOP_CANCELLED:
                 stats.cancelled += 1
-                self._cancelled(task, "cancelled while running")
+                self._cancelled(task, "cancelled while running", took)
             elif run.stop_reason is None:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
                     raise exc  # the event loop itself is shutting down
                 # The task's own code raised CancelledError: an error like any other.
                 stats.failed += 1
-                self._fail(task, error_info(exc), retry=True, exc=exc)
+                self._fail(task, error_info(exc), retry=True, exc=exc, took=took)
             return  # lease lost (another attempt owns it) or shutdown (released later)
         stats.failed += 1
         if isinstance(exc, TaskTimeoutError):
             self._events.record(task, EventType.TIMEOUT, worker_id=self.worker_id, detail=str(exc))
         if isinstance(exc, CallFailedError):  # the function raised in another process
-            self._fail(task, exc.info, retry=True)
+            self._fail(task, exc.info, retry=True, took=took)
         elif isinstance(exc, SerializationError | DeserializationError):
             # its arguments or result cannot travel (an executor decoding or encoding them
             # elsewhere): another run would fail the same way
-            self._fail(task, error_info(exc), retry=False)
+            self._fail(task, error_info(exc), retry=False, exc=exc, took=took)
         else:  # the task's own error, whatever its type (SystemExit too)
-            self._fail(task, error_info(exc), retry=True, exc=exc)
+            self._fail(task, error_info(exc), retry=True, exc=exc, took=took)
 
-    def _succeed(self, task: Task, value: Any) -> None:
+    def _succeed(self, task: Task, value: Any, took: float | None = None) -> None:
         data: bytes | None = None
         if task.result_ttl != 0:
             try:
                 data = self._serializer.dumps(value)
             except SerializationError as exc:
-                self._fail(task, error_info(exc), retry=False)
+                self._fail(task, error_info(exc), retry=False, exc=exc, took=took)
                 return
-        self._submit(_outcomes.success(task, now=self.backend.clock.now(), data=data))
+        pending = _outcomes.success(task, now=self.backend.clock.now(), data=data)
+        pending.value, pending.duration = value, took
+        self._submit(pending)
 
     def _fail(
-        self, task: Task, error: ErrorInfo, *, retry: bool, exc: BaseException | None = None
+        self,
+        task: Task,
+        error: ErrorInfo,
+        *,
+        retry: bool,
+        exc: BaseException | None = None,
+        took: float | None = None,
     ) -> None:
         o = self.options
         defaults = RetryDefaults(
@@ -497,14 +522,16 @@ class Worker(LeaseKeeping, HealthReporting):
             max_delay=o.retry_max_delay,
             jitter=o.retry_jitter,
         )
-        self._submit(
-            _outcomes.failure(
-                task, error, now=self.backend.clock.now(), retry=retry, defaults=defaults, exc=exc
-            )
+        pending = _outcomes.failure(
+            task, error, now=self.backend.clock.now(), retry=retry, defaults=defaults, exc=exc
         )
+        pending.exc, pending.duration = exc, took
+        self._submit(pending)
 
-    def _cancelled(self, task: Task, message: str) -> None:
-        self._submit(_outcomes.cancelled(task, message, now=self.backend.clock.now()))
+    def _cancelled(self, task: Task, message: str, took: float | None = None) -> None:
+        pending = _outcomes.cancelled(task, message, now=self.backend.clock.now())
+        pending.duration = took
+        self._submit(pending)
 
     # -- finishing ---------------------------------------------------------------------------
     def _submit(self, pending: PendingOutcome) -> None:
@@ -572,3 +599,18 @@ class Worker(LeaseKeeping, HealthReporting):
             self._events.record(p.task, p.event, worker_id=self.worker_id, detail=p.detail)
         if stored and self._on_finished is not None:
             self._on_finished([p.task.id for p in stored])
+        if self.callbacks.active:  # after the store: a lost lease's outcome fires nothing
+            for p in stored:
+                self.callbacks.spawn(
+                    p.task.id,
+                    self.callbacks.contexts(
+                        p.task,
+                        p.outcome.state,
+                        worker_id=self.worker_id,
+                        value=p.value,
+                        error=p.outcome.error,
+                        exception=p.exc,
+                        retry_at=p.outcome.retry_at,
+                        duration=p.duration,
+                    ),
+                )
