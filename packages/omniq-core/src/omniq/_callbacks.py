@@ -170,6 +170,16 @@ class Callbacks:
             for fn in chain:
                 await self._call(fn, ctx)
 
+    async def run_in_order(
+        self, task_id: str, calls: list[tuple[CallbackContext, list[Hook]]]
+    ) -> None:
+        """:meth:`run`, after the background calls of the same task (a retry's ``on_start``
+        waits for the previous run's ``on_retry``)."""
+        previous = self._pending.get(task_id)
+        if previous is not None:
+            await asyncio.wait([previous])
+        await self.run(calls)
+
     def spawn(self, task_id: str, calls: list[tuple[CallbackContext, list[Hook]]]) -> None:
         """Run ``calls`` in the background, after the calls spawned earlier for the same task."""
         if not calls:

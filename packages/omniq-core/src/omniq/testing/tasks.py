@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 from omniq._context import current_task
 
-__all__ = ["append_run", "echo", "fail", "fail_times", "fail_until", "sleep"]
+__all__ = ["append_run", "echo", "fail", "fail_times", "fail_until", "hold", "sleep"]
 
 
 def echo(value: Any = None) -> Any:
@@ -60,3 +61,10 @@ def fail_until(flag: str, runs: str) -> int:
     if not Path(flag).exists():
         raise ValueError(f"run {count}: not yet")
     return count
+
+
+async def hold(marker: str) -> None:
+    """Create the file ``marker``, then wait (cooperatively) until cancelled."""
+    Path(marker).write_text("started")
+    while True:
+        await asyncio.sleep(3600)

@@ -232,7 +232,7 @@ class Worker(LeaseKeeping, HealthReporting):
                 await loop_task
         self._loops.clear()
         await self._stop_health()
-        await self.callbacks.drain(self.callbacks.timeout)
+        await self.callbacks.drain(max(grace, self.callbacks.timeout))
         await self._events.stop()
         for executor in self.executors.values():
             await executor.shutdown()
@@ -444,7 +444,7 @@ class Worker(LeaseKeeping, HealthReporting):
                 task, TaskState.RUNNING, hooks=("on_start",), worker_id=self.worker_id
             )
             if calls:
-                await self.callbacks.run(calls)
+                await self.callbacks.run_in_order(task.id, calls)
         call = Call(
             fn=fn, args=args, kwargs=kwargs, timeout=task.timeout, context=context, task=task
         )
