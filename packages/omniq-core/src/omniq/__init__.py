@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from typing import Any
 
     from omniq._context import TaskContext, current_task
-    from omniq._middleware import CallbackContext, Middleware
     from omniq._defaults import DEFAULT
+    from omniq._middleware import CallbackContext, Middleware
     from omniq._sync_client import TaskQueue
     from omniq.client import AsyncTaskQueue
     from omniq.errors import (

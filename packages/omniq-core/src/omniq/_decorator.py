@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Generic, ParamSpec, TypeVar, Unpack
@@ -22,6 +23,12 @@ _EnqueueFn = Callable[
 ]
 
 
+def _call_site() -> str:
+    """``module:line`` of the code calling ``.options`` (two frames up)."""
+    frame = sys._getframe(2)
+    return f"{frame.f_globals.get('__name__', '?')}:{frame.f_lineno}"
+
+
 class _TaskFunctionBase(Generic[P, R]):
     def __init__(
         self,
@@ -36,21 +43,20 @@ class _TaskFunctionBase(Generic[P, R]):
         self.__omniq_function__ = fn
         self._enqueue = enqueue
         self.task_options = options
-        if callbacks_key is None:  # the decorator itself: the function's own callbacks
-            callbacks_key = function_path(fn)
-            if hooks:
-                register_task_callbacks(callbacks_key, hooks)
-        self._callbacks_key = callbacks_key
+        if hooks:  # the decorator itself: the function's own callbacks
+            register_task_callbacks(function_path(fn), hooks)
+        self._callbacks_key = callbacks_key  # None: the function's own
 
-    def _derive(self, options: dict[str, Any]) -> tuple[TaskOptions, str]:
+    def _derive(self, options: dict[str, Any], site: str) -> tuple[TaskOptions, str | None]:
         """The options and callbacks key of a ``.options(...)`` copy: callback hooks it names
         replace this one's (registered under a key of their own, carried in a header)."""
         rest, hooks = split_callbacks(options)
         derived = replace(self.task_options, **rest)
         key = self._callbacks_key
         if hooks:
-            key = register_task_callbacks(function_path(self.__omniq_function__), hooks, base=key)
-        if key != function_path(self.__omniq_function__):
+            path = function_path(self.__omniq_function__)
+            key = register_task_callbacks(path, hooks, base=key or path, site=site)
+        if key is not None:
             derived = replace(derived, headers={**(derived.headers or {}), CALLBACKS_HEADER: key})
         return derived, key
 
@@ -74,7 +80,7 @@ class AsyncTaskFunction(_TaskFunctionBase[P, R]):
     def options(self, **options: Unpack[TaskOptionsArgs]) -> AsyncTaskFunction[P, R]:
         """A copy with other options (those of ``enqueue``: ``delay``, ``priority``, …, and
         callbacks: each hook named replaces the decorator's for that hook)."""
-        derived, key = self._derive(dict(options))
+        derived, key = self._derive(dict(options), _call_site())
         return AsyncTaskFunction(self.__omniq_function__, self._enqueue, derived, callbacks_key=key)
 
 
@@ -89,5 +95,5 @@ class TaskFunction(_TaskFunctionBase[P, R]):
     def options(self, **options: Unpack[TaskOptionsArgs]) -> TaskFunction[P, R]:
         """A copy with other options (those of ``enqueue``: ``delay``, ``priority``, …, and
         callbacks: each hook named replaces the decorator's for that hook)."""
-        derived, key = self._derive(dict(options))
+        derived, key = self._derive(dict(options), _call_site())
         return TaskFunction(self.__omniq_function__, self._enqueue, derived, callbacks_key=key)

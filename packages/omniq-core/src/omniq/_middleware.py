@@ -213,17 +213,23 @@ _registry: dict[str, dict[str, tuple[Hook, ...]]] = {}
 
 
 def register_task_callbacks(
-    path: str, hooks: Mapping[str, tuple[Hook, ...]], *, base: str | None = None
+    path: str,
+    hooks: Mapping[str, tuple[Hook, ...]],
+    *,
+    base: str | None = None,
+    site: str = "",
 ) -> str:
     """Keep a task function's callbacks in this process; return the key workers look up.
 
     Args:
         path: the function's import path (``module:qualname``).
         hooks: callables by hook name (``()`` or absent: none).
-        base: for a ``.options(on_...=...)`` copy, the path whose callbacks it starts from: the
+        base: for a ``.options(on_...=...)`` copy, the key whose callbacks it starts from: the
             hooks it names replace the base's, the others are inherited; the copy gets its own
-            key (``path#digest`` of its callbacks' names), carried in the task's
-            :data:`CALLBACKS_HEADER` header.
+            key, carried in the task's :data:`CALLBACKS_HEADER` header.
+        site: where the copy was made (``module:line``): with the callbacks' names it makes
+            the copy's key, the same in every process that runs that code (a worker importing
+            the module that makes the copy at import time knows it too).
 
     Registering the same key again replaces its callbacks (a re-imported module does not
     double them); a decorator without callbacks removes the path's entry.
@@ -238,6 +244,7 @@ def register_task_callbacks(
     merged = {**_registry.get(base, {}), **hooks}
     entry = {k: v for k, v in merged.items() if v}
     names = ";".join(f"{k}={','.join(_name(fn) for fn in entry[k])}" for k in HOOKS if k in entry)
+    names = f"{site}|{base}|{names}"
     key = f"{path}#{hashlib.sha256(names.encode()).hexdigest()[:16]}"
     _registry[key] = entry
     return key
