@@ -49,7 +49,7 @@ class Calls:
 
 def test_bad_callbacks_are_refused_naming_what_is_wrong(settings: Settings) -> None:
     queue = AsyncTaskQueue(settings=settings, workers=0)
-    with pytest.raises(ConfigError, match="unknown callback hook 'succes'.*success"):
+    with pytest.raises(ConfigError, match=r"unknown callback hook 'succes'.*success"):
         queue.on("succes", print)
     with pytest.raises(TypeError, match="must be callable"):
         queue.on("success", "print")  # type: ignore[arg-type]
@@ -90,7 +90,11 @@ def test_options_copies_replace_the_hooks_they_name_for_their_tasks_only(
         loud = add.options(on_success=[calls.recorder("loud-1"), calls.recorder("loud-2")])
         later = loud.options(priority=0)  # an options copy of a copy keeps its callbacks
         plain_id, loud_id, later_id = add.enqueue(1, 2), loud.enqueue(3, 4), later.enqueue(5, 6)
-        assert [queue.get_result(i, timeout=10) for i in (plain_id, loud_id, later_id)] == [3, 7, 11]
+        assert [queue.get_result(i, timeout=10) for i in (plain_id, loud_id, later_id)] == [
+            3,
+            7,
+            11,
+        ]
         assert "omniq-callbacks" not in queue.get_task(plain_id).headers
         assert queue.get_task(loud_id).headers["omniq-callbacks"].startswith("e2e_tasks:add#")
     assert calls.of(plain_id) == [("base-success", "on_success"), ("base-complete", "on_complete")]
@@ -135,7 +139,7 @@ async def test_a_dead_workers_last_run_fires_on_failure_in_the_worker_that_recov
     queue.on("failure", calls.recorder("queue"))
     queue.on("complete", calls.recorder("queue"))
     async with queue:
-        with pytest.raises(Exception, match="WorkerLostError|stopped heartbeating"):
+        with pytest.raises(Exception, match=r"WorkerLostError|stopped heartbeating"):
             await queue.get_result(task_id, timeout=20)
     assert calls.of(task_id) == [("queue", "on_failure"), ("queue", "on_complete")]
     ctx = calls.seen[0][2]
