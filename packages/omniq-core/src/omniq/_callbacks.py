@@ -180,10 +180,22 @@ class Callbacks:
             await asyncio.wait([previous])
         await self.run(calls)
 
-    def spawn(self, task_id: str, calls: list[tuple[CallbackContext, list[Hook]]]) -> None:
-        """Run ``calls`` in the background, after the calls spawned earlier for the same task."""
+    async def run_chained(
+        self, task_id: str, calls: list[tuple[CallbackContext, list[Hook]]]
+    ) -> None:
+        """Run ``calls`` now and wait for them, as a link of the task's chain: hooks this
+        process fires later for the task (the embedded worker's ``on_start``) wait for them."""
+        runner = self.spawn(task_id, calls)
+        if runner is not None:
+            await asyncio.shield(runner)
+
+    def spawn(
+        self, task_id: str, calls: list[tuple[CallbackContext, list[Hook]]]
+    ) -> asyncio.Task[None] | None:
+        """Run ``calls`` in the background, after the calls spawned earlier for the same task;
+        returns the background task (``None`` when there is nothing to call)."""
         if not calls:
-            return
+            return None
         previous = self._pending.get(task_id)
         runner = asyncio.create_task(
             self._after(previous, calls), name=f"omniq-callbacks-{task_id}"
@@ -195,6 +207,7 @@ class Callbacks:
                 del self._pending[task_id]
 
         runner.add_done_callback(forget)
+        return runner
 
     async def _after(
         self, previous: asyncio.Task[None] | None, calls: list[tuple[CallbackContext, list[Hook]]]

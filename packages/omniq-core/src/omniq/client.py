@@ -187,6 +187,7 @@ class AsyncTaskQueue(DeadLetters):
             return
         if self.worker is not None:
             await self.worker.stop(grace)
+        await self.callbacks.drain(self.settings.callback_timeout)
         await self.event_logger.stop()
         await self.backend.close()
 
@@ -210,8 +211,8 @@ class AsyncTaskQueue(DeadLetters):
         if self.callbacks.active:
             for task in stored:
                 if task.id in created:
-                    await self.callbacks.run(
-                        self.callbacks.contexts(task, task.state, hooks=("on_enqueue",))
+                    await self.callbacks.run_chained(
+                        task.id, self.callbacks.contexts(task, task.state, hooks=("on_enqueue",))
                     )
         return stored
 
