@@ -98,6 +98,7 @@ PARSED: list[tuple[str, str, Any]] = [
     ("OMNIQ_RESULT_OFFLOAD_URL", "s3://bucket/results", "s3://bucket/results"),
     ("OMNIQ_RESULT_OFFLOAD_BYTES", "65536", 65536),
     ("OMNIQ_SHUTDOWN_GRACE", "0", 0.0),
+    ("OMNIQ_CALLBACK_TIMEOUT", "2.5", 2.5),
     ("OMNIQ_RETENTION", "3600", 3600.0),
     ("OMNIQ_DEAD_RETENTION", "86400", 86400.0),
     ("OMNIQ_EVENT_RETENTION", "7200", 7200.0),

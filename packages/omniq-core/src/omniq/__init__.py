@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from omniq._canvas import Graph, GraphRun, Signature, chain, chord, group, signature
     from omniq._context import TaskContext, current_task
     from omniq._defaults import DEFAULT
+    from omniq._middleware import CallbackContext, Middleware
     from omniq._sync_client import TaskQueue
     from omniq.client import AsyncTaskQueue
     from omniq.errors import (
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT",
     "AsyncTaskQueue",
+    "CallbackContext",
     "DependencyCycleError",
     "DependencyError",
     "DependencyFailedError",
@@ -60,6 +62,7 @@ __all__ = [
     "ExecutorStats",
     "Graph",
     "GraphRun",
+    "Middleware",
     "OmniQError",
     "ResultExpiredError",
     "ResultNotStoredError",
@@ -93,6 +96,7 @@ __version__ = "0.1.0"
 _HOME: dict[str, str] = {
     "DEFAULT": "omniq._defaults",
     "AsyncTaskQueue": "omniq.client",
+    "CallbackContext": "omniq._middleware",
     "DependencyCycleError": "omniq.errors",
     "DependencyError": "omniq.errors",
     "DependencyFailedError": "omniq.errors",
@@ -101,6 +105,7 @@ _HOME: dict[str, str] = {
     "ExecutorStats": "omniq.models",
     "Graph": "omniq._canvas",
     "GraphRun": "omniq._canvas",
+    "Middleware": "omniq._middleware",
     "OmniQError": "omniq.errors",
     "ResultExpiredError": "omniq.errors",
     "ResultNotStoredError": "omniq.errors",

@@ -7,9 +7,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypedDict
+from typing import Any
 
 from omniq._defaults import DEFAULT, Default
+from omniq._middleware import CallbackArgs
 from omniq._retrying import check_backoff, exception_paths
 from omniq.errors import ConfigError
 from omniq.plugins._registry import check_executor_name
@@ -57,8 +58,9 @@ def _check_name(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be a non-empty string, got {value!r}")
 
 
-class TaskOptionsArgs(TypedDict, total=False):
-    """The keyword arguments of ``@queue.task(...)`` and ``.options(...)``, typed for mypy."""
+class TaskOptionsArgs(CallbackArgs, total=False):
+    """The keyword arguments of ``@queue.task(...)`` and ``.options(...)``, typed for mypy
+    (the lifecycle callbacks ``on_*`` come from :class:`~omniq._middleware.CallbackArgs`)."""
 
     queue: str | None
     delay: float | timedelta | None

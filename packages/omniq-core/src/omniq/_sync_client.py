@@ -18,6 +18,7 @@ from omniq._canvas import GraphRun
 from omniq._context import TaskContext, current_task
 from omniq._decorator import TaskFunction
 from omniq._events import EventLogger, EventTypes
+from omniq._middleware import Hook, split_callbacks
 from omniq._options import TaskOptions, TaskOptionsArgs
 from omniq._portal import Portal
 from omniq.client import AsyncTaskQueue
@@ -240,6 +241,18 @@ class TaskQueue:
         self._check_waits(task_ids)
         return self._portal.iterate(self.async_queue.as_completed, task_ids, timeout)
 
+    def add_middleware(self, middleware: object) -> None:
+        """Install lifecycle middleware; see :meth:`omniq.AsyncTaskQueue.add_middleware`."""
+        self.async_queue.add_middleware(middleware)
+
+    @overload
+    def on(self, hook: str, fn: Hook, /) -> Hook: ...
+    @overload
+    def on(self, hook: str, fn: None = None, /) -> Callable[[Hook], Hook]: ...
+    def on(self, hook: str, fn: Hook | None = None, /) -> Any:
+        """Add one callback to a hook; see :meth:`omniq.AsyncTaskQueue.on`."""
+        return self.async_queue.on(hook, fn) if fn is not None else self.async_queue.on(hook)
+
     def _enqueue_with(
         self,
         func: Callable[..., Any],
@@ -260,9 +273,10 @@ class TaskQueue:
 
         ``f.enqueue(*args, **kwargs)`` stores a task (checked by mypy against ``f``'s signature).
         """
-        task_options = TaskOptions(**options)
+        rest, hooks = split_callbacks(options)
+        task_options = TaskOptions(**rest)
 
         def decorate(f: Callable[P, R]) -> TaskFunction[P, R]:
-            return TaskFunction(f, self._enqueue_with, task_options)
+            return TaskFunction(f, self._enqueue_with, task_options, hooks)
 
         return decorate(fn) if fn is not None else decorate

@@ -16,6 +16,7 @@ from typing import Any, ParamSpec, TypeVar, Unpack, overload
 
 import msgspec
 
+from omniq._callbacks import Callbacks
 from omniq._canvas import (
     Canvas,
     Chain,
@@ -35,6 +36,7 @@ from omniq._event_stream import stream_events
 from omniq._events import EventTypes, build_event_logger, event_types
 from omniq._events import epoch as _epoch
 from omniq._ids import new_id
+from omniq._middleware import Hook, split_callbacks
 from omniq._offload import result_offload
 from omniq._options import TaskOptions, TaskOptionsArgs, check_seconds, check_task_ids
 from omniq._process_role import in_worker_process
@@ -152,6 +154,9 @@ class AsyncTaskQueue(DeadLetters):
         self._results = ResultReader(self.backend, self.serializer, self._offload)
         self._schedules = ScheduleManager(self.backend, self._tasks)
         self.event_logger = build_event_logger(self.backend, self.settings)
+        self.callbacks = Callbacks.from_plugins(
+            events=self.event_logger, timeout=self.settings.callback_timeout
+        )
         self.worker: Worker | None = None
         if workers:
             executor = self.settings.default_worker
@@ -170,6 +175,7 @@ class AsyncTaskQueue(DeadLetters):
                 events=self.event_logger,
                 on_finished=self._results.notify,
                 offload=self._offload,
+                callbacks=self.callbacks,
             )
         self._open_lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -216,6 +222,7 @@ class AsyncTaskQueue(DeadLetters):
             return
         if self.worker is not None:
             await self.worker.stop(grace)
+        await self.callbacks.drain(self.settings.callback_timeout)
         await self.event_logger.stop()
         await self.backend.close()
 
@@ -241,6 +248,12 @@ class AsyncTaskQueue(DeadLetters):
             await settle(self.backend, waiting, self._settled)
         if self.worker is not None:
             self.worker.wake()
+        if self.callbacks.active:
+            for task in stored:
+                if task.id in created:
+                    await self.callbacks.run_chained(
+                        task.id, self.callbacks.contexts(task, task.state, hooks=("on_enqueue",))
+                    )
         return stored
 
     def _settled(self, changed: list[Task]) -> None:
@@ -249,9 +262,49 @@ class AsyncTaskQueue(DeadLetters):
             if task.state is TaskState.CANCELLED:
                 detail = task.error.message if task.error else ""
                 self.event_logger.record(task, EventType.CANCELLED, detail=detail)
+                if self.callbacks.active:  # on_cancel, on_complete of a cancelled descendant
+                    self.callbacks.spawn(
+                        task.id, self.callbacks.contexts(task, task.state, error=task.error)
+                    )
             else:
                 self.event_logger.record(task, EventType.READY)
         self._results.notify([t.id for t in changed if t.state.is_terminal])
+
+    # -- callbacks ---------------------------------------------------------------------------
+    def add_middleware(self, middleware: object) -> None:
+        """Install lifecycle middleware for this client's enqueues and cancellations and its
+        embedded worker: an :class:`omniq.Middleware` (or any object) whose ``on_*`` methods
+        are called after the global middleware's and before the task's own callbacks, in
+        installation order. See ``docs/callbacks.md``.
+
+        Raises:
+            TypeError: ``middleware`` implements none of the hooks.
+        """
+        self.callbacks.add_middleware(middleware)
+
+    @overload
+    def on(self, hook: str, fn: Hook, /) -> Hook: ...
+    @overload
+    def on(self, hook: str, fn: None = None, /) -> Callable[[Hook], Hook]: ...
+    def on(self, hook: str, fn: Hook | None = None, /) -> Any:
+        """Add one callback to a hook of this client (like :meth:`add_middleware`):
+        ``queue.on("success", fn)``, or as a decorator ``@queue.on("failure")``.
+
+        Args:
+            hook: ``enqueue``, ``start``, ``success``, ``failure``, ``retry``, ``cancel`` or
+                ``complete`` (the ``on_`` prefix is optional).
+            fn: called with one :class:`omniq.CallbackContext`; sync or ``async``.
+
+        Raises:
+            ConfigError: unknown hook.
+            TypeError: ``fn`` is not callable.
+        """
+
+        def add(f: Hook) -> Hook:
+            self.callbacks.on(hook, f)
+            return f
+
+        return add(fn) if fn is not None else add
 
     async def enqueue(
         self,
@@ -471,12 +524,19 @@ class AsyncTaskQueue(DeadLetters):
         The decorated function still runs locally when called; ``await f.enqueue(*args, **kwargs)``
         stores a task (arguments checked by mypy against the function's signature) and
         ``f.options(delay=…)`` returns a copy with other options. Accepted options: those of
-        :meth:`enqueue` except ``args``/``kwargs``.
+        :meth:`enqueue` except ``args``/``kwargs``, plus lifecycle callbacks ``on_enqueue``,
+        ``on_start``, ``on_success``, ``on_failure``, ``on_retry``, ``on_cancel``,
+        ``on_complete`` (a callable or a list of them, each called with an
+        :class:`omniq.CallbackContext`; see ``docs/callbacks.md``).
+
+        Raises:
+            TypeError, ConfigError: an invalid option (named in the message).
         """
-        task_options = TaskOptions(**options)
+        rest, hooks = split_callbacks(options)
+        task_options = TaskOptions(**rest)
 
         def decorate(f: Callable[P, R]) -> AsyncTaskFunction[P, R]:
-            return AsyncTaskFunction(f, self._enqueue_with, task_options)
+            return AsyncTaskFunction(f, self._enqueue_with, task_options, hooks)
 
         return decorate(fn) if fn is not None else decorate
 
@@ -623,6 +683,10 @@ class AsyncTaskQueue(DeadLetters):
         if task.state is TaskState.CANCELLED:
             self.event_logger.record(task, EventType.CANCELLED, detail="cancelled by request")
             self._results.notify([task_id])
+            if self.callbacks.active:  # a queued task: it ends here (a running one, in its worker)
+                await self.callbacks.run(
+                    self.callbacks.contexts(task, task.state, error=task.error)
+                )
             await settle_dependents(self.backend, [task_id], self._settled)
             return True
         return task.cancel_requested

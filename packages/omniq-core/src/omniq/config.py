@@ -373,6 +373,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             extra=_SECONDS,
         ),
     ] = 30.0
+    callback_timeout: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description=(
+                "How long one lifecycle callback call may take; an async one is then cancelled, "
+                "a sync one abandoned, and a `callback_error` event recorded."
+            ),
+            extra=_SECONDS,
+        ),
+    ] = 30.0
     retention: Annotated[
         float,
         Meta(gt=0, description="How long finished tasks are kept before purge.", extra=_SECONDS),

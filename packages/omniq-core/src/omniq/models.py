@@ -82,7 +82,8 @@ class EventType(enum.StrEnum):
     READY = "ready"
     """A waiting task's parents all succeeded: it was released to its queue."""
     CALLBACK_ERROR = "callback_error"
-    """A lifecycle callback raised (the task's outcome is unchanged)."""
+    """A lifecycle callback raised or timed out (the detail names the hook and the callback);
+    the task's outcome is unchanged."""
     WORKER_STARTED = "worker_started"
     """A worker started (no task: ``task_id`` is ``None``)."""
     WORKER_STOPPED = "worker_stopped"

@@ -6,6 +6,7 @@ import pytest
 
 from omniq.backend import Backend, TaskQuery
 from omniq.models import TaskState
+from omniq.testing._callbacks import CallbackConformance
 from omniq.testing._claims import ClaimConformance
 from omniq.testing._clients import ClientConformance
 from omniq.testing._dead import DeadLetterConformance
@@ -33,6 +34,7 @@ class BackendConformance(
     DeadLetterConformance,
     DependencyConformance,
     EventConformance,
+    CallbackConformance,
 ):
     """Subclass this in your backend's tests and give it the URL of a fresh store::
 

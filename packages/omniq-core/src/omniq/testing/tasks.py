@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ __all__ = [
     "fail",
     "fail_times",
     "fail_until",
+    "hold",
     "sleep",
 ]
 
@@ -88,3 +90,10 @@ def add(x: int, y: int = 0) -> int:
 def collect(values: list[Any], *extra: Any) -> list[Any]:
     """Return the list of values it received (a chord callback) followed by ``extra``."""
     return [*values, *extra]
+
+
+async def hold(marker: str) -> None:
+    """Create the file ``marker``, then wait (cooperatively) until cancelled."""
+    with open(marker, "w") as f:  # noqa: ASYNC230 - a tiny local write
+        f.write("started")
+    await asyncio.Event().wait()

@@ -16,6 +16,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
+from omniq._callbacks import Callbacks
 from omniq._dependencies import settle, settle_dependents
 from omniq._events import EventLogger
 from omniq.backend import Backend, TaskQuery
@@ -79,6 +80,7 @@ class DependencySettling:
     backend: Backend
     worker_id: str
     _events: EventLogger
+    callbacks: Callbacks
     _breaker: CircuitBreaker
     _wake: asyncio.Event
 
@@ -101,6 +103,13 @@ class DependencySettling:
                 self._events.record(
                     task, EventType.CANCELLED, worker_id=self.worker_id, detail=detail
                 )
+                if self.callbacks.active:  # on_cancel, on_complete of a cancelled descendant
+                    self.callbacks.spawn(
+                        task.id,
+                        self.callbacks.contexts(
+                            task, task.state, worker_id=self.worker_id, error=task.error
+                        ),
+                    )
             else:
                 released = True
                 self._events.record(task, EventType.READY, worker_id=self.worker_id)

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from omniq._callbacks import Callbacks
 from omniq._dead import purge_accepts
 from omniq._events import EventLogger
 from omniq._offload import ResultOffload
@@ -57,6 +58,7 @@ class LeaseKeeping:
     options: WorkerOptions
     worker_id: str
     _events: EventLogger
+    callbacks: Callbacks
     _runs: dict[str, Run]
     _held: dict[str, int]  # task id -> attempt, until the outcome is stored
     _finishing: set[str]  # ids whose outcome is being written right now
@@ -91,6 +93,20 @@ class LeaseKeeping:
                     worker_id=self.worker_id,
                     detail="cancelled while running" if cancelled else "worker shutting down",
                 )
+                if cancelled:
+                    self._settled_here(task)
+
+    def _settled_here(self, task: Task) -> None:
+        """This worker gave ``task`` its final state outside a run's outcome (released while
+        its cancellation was requested; recovered from a dead worker as failed or cancelled):
+        fire that state's callbacks here."""
+        if self.callbacks.active and task.state.is_terminal:
+            self.callbacks.spawn(
+                task.id,
+                self.callbacks.contexts(
+                    task, task.state, worker_id=self.worker_id, error=task.error
+                ),
+            )
 
     async def _heartbeat_loop(self) -> None:
         interval = self.options.lease / 3
@@ -163,6 +179,7 @@ class LeaseKeeping:
                         EventType.LEASE_EXPIRED,
                         detail=task.error.message if task.error else "",
                     )
+                    self._settled_here(task)
                 self._settle_children_of([t.id for t in recovered if t.state.is_terminal])
                 if since_sweep >= _SWEEP_EVERY:
                     since_sweep = 0.0

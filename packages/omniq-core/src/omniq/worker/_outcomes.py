@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from omniq._retrying import RetryDefaults, retry_decision
 from omniq.backend import Outcome
@@ -32,6 +33,9 @@ class PendingOutcome:
         detail: the event's detail text.
         outcome: what ``Backend.finish`` receives.
         failures: how many times storing it failed so far.
+        value: the return value (for ``on_success`` callbacks).
+        exc: the exception raised in this process, if any (for ``on_failure``/``on_retry``).
+        duration: seconds the run took, if it ran.
     """
 
     task: Task
@@ -39,6 +43,9 @@ class PendingOutcome:
     detail: str
     outcome: Outcome
     failures: int = 0
+    value: Any = None
+    exc: BaseException | None = None
+    duration: float | None = None
 
 
 def success(task: Task, *, now: float, data: bytes | None) -> PendingOutcome:

@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from omniq._callbacks import Callbacks
 from omniq._events import build_event_logger
 from omniq._offload import result_offload
 from omniq._process_role import mark_worker_process
@@ -81,6 +82,7 @@ async def run_worker(
             secret_key=resolve_secret_key(settings, backend),
             max_payload_bytes=settings.max_payload_bytes,
         )
+        events = build_event_logger(backend, settings)
         worker = Worker(
             backend,
             executors=build_executors(
@@ -90,9 +92,10 @@ async def run_worker(
                 settings, queues=tuple(queues), executor=executors[0]
             ),
             serializer=serializer,
-            events=build_event_logger(backend, settings),
+            events=events,
             worker_id=worker_id,
             offload=result_offload(settings, backend),
+            callbacks=Callbacks.from_plugins(events=events, timeout=settings.callback_timeout),
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -28,6 +28,7 @@ from typing import Any
 
 import msgspec
 
+from omniq._callbacks import Callbacks
 from omniq._context import TaskContext
 from omniq._dependencies import parent_values
 from omniq._events import EventLogger
@@ -46,7 +47,7 @@ from omniq.errors import (
     TaskTimeoutError,
 )
 from omniq.executors import Call, Executor
-from omniq.models import WORKER_COUNTERS, ErrorInfo, EventType, Task
+from omniq.models import WORKER_COUNTERS, ErrorInfo, EventType, Task, TaskState
 from omniq.schedules import Scheduler
 from omniq.serialization import Serializer, error_info
 from omniq.worker import _outcomes
@@ -88,6 +89,9 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
             embedded client to wake result waiters in the same process).
         offload: where results too large to store inline go (``OMNIQ_RESULT_OFFLOAD_URL``);
             default: none, with the backend's ``max_value_bytes`` enforced.
+        callbacks: the lifecycle callbacks to run (global and queue layers; the per-task layer
+            is looked up by each task's function); default: the ``omniq_add_middleware``
+            plugins' middleware only.
     """
 
     def __init__(
@@ -101,6 +105,7 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
         worker_id: str | None = None,
         on_finished: Callable[[Sequence[str]], None] | None = None,
         offload: ResultOffload | None = None,
+        callbacks: Callbacks | None = None,
     ) -> None:
         if options.default_executor not in executors:
             raise ValueError(f"default executor {options.default_executor!r} is not hosted")
@@ -114,6 +119,7 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
         self._events = events
         self._on_finished = on_finished
         self._offload = offload or ResultOffload(backend_limit=backend.capabilities.max_value_bytes)
+        self.callbacks = callbacks or Callbacks.from_plugins(events=events)
         # One entry per task id, for its newest attempt: when this worker claims a task again
         # (its older run here outlived its lease), the older run is stopped and replaced.
         self._runs: dict[str, Run] = {}
@@ -254,6 +260,7 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
         await self._stop_health()
         done = ", ".join(f"{k}={v}" for k, v in self.counters.items())
         self._worker_event(EventType.WORKER_STOPPED, done)
+        await self.callbacks.drain(max(grace, self.callbacks.timeout))
         await self._events.stop()
         for executor in self.executors.values():
             await executor.shutdown()
@@ -479,6 +486,12 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
                 self._fail(task, error_info(exc), retry=not missing)
                 return
         self._events.record(task, EventType.EXECUTING, worker_id=self.worker_id)
+        if self.callbacks.active:
+            calls = self.callbacks.contexts(
+                task, TaskState.RUNNING, hooks=("on_start",), worker_id=self.worker_id
+            )
+            if calls:
+                await self.callbacks.run_in_order(task.id, calls)
         call = Call(
             fn=fn, args=args, kwargs=kwargs, timeout=task.timeout, context=context, task=task
         )
@@ -490,27 +503,31 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
         try:
             value = await running
         except BaseException as exc:
-            stats.run_seconds += time.monotonic() - began
-            self._ended_with(run, exc, stats)
+            took = time.monotonic() - began
+            stats.run_seconds += took
+            self._ended_with(run, exc, stats, took)
             return
-        stats.run_seconds += time.monotonic() - began
+        took = time.monotonic() - began
+        stats.run_seconds += took
         stats.succeeded += 1
-        await self._succeed(task, value)
+        await self._succeed(task, value, took)
 
-    def _ended_with(self, run: Run, exc: BaseException, stats: ExecutorStats) -> None:
+    def _ended_with(
+        self, run: Run, exc: BaseException, stats: ExecutorStats, took: float | None = None
+    ) -> None:
         """Record how a run that raised ended: cancelled, timed out, or failed."""
         task = run.task
         if isinstance(exc, asyncio.CancelledError):
             if run.stop_reason == STOP_CANCELLED:
                 stats.cancelled += 1
-                self._cancelled(task, "cancelled while running")
+                self._cancelled(task, "cancelled while running", took)
             elif run.stop_reason is None:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
                     raise exc  # the event loop itself is shutting down
                 # The task's own code raised CancelledError: an error like any other.
                 stats.failed += 1
-                self._fail(task, error_info(exc), retry=True, exc=exc)
+                self._fail(task, error_info(exc), retry=True, exc=exc, took=took)
             return  # lease lost (another attempt owns it) or shutdown (released later)
         stats.failed += 1
         if isinstance(exc, TaskTimeoutError):
@@ -522,15 +539,15 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
                 duration=_run_seconds(task, self.backend.clock.now()),
             )
         if isinstance(exc, CallFailedError):  # the function raised in another process
-            self._fail(task, exc.info, retry=True)
+            self._fail(task, exc.info, retry=True, took=took)
         elif isinstance(exc, SerializationError | DeserializationError):
             # its arguments or result cannot travel (an executor decoding or encoding them
             # elsewhere): another run would fail the same way
-            self._fail(task, error_info(exc), retry=False)
+            self._fail(task, error_info(exc), retry=False, exc=exc, took=took)
         else:  # the task's own error, whatever its type (SystemExit too)
-            self._fail(task, error_info(exc), retry=True, exc=exc)
+            self._fail(task, error_info(exc), retry=True, exc=exc, took=took)
 
-    async def _succeed(self, task: Task, value: Any) -> None:
+    async def _succeed(self, task: Task, value: Any, took: float | None = None) -> None:
         data: bytes | None = None
         if task.result_ttl != 0:
             try:
@@ -538,13 +555,15 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
                 if self._offload.needed(len(data)):
                     data = await self._offload_result(task, data)
             except SerializationError as exc:  # too large with nowhere to put it, too
-                self._fail(task, error_info(exc), retry=False)
+                self._fail(task, error_info(exc), retry=False, exc=exc, took=took)
                 return
             except Exception as exc:  # the offload store failed: the run's retry policy applies
                 log.warning("task %s: could not offload its result: %s", task.id, exc)
-                self._fail(task, error_info(exc), retry=True)
+                self._fail(task, error_info(exc), retry=True, exc=exc, took=took)
                 return
-        self._submit(_outcomes.success(task, now=self.backend.clock.now(), data=data))
+        pending = _outcomes.success(task, now=self.backend.clock.now(), data=data)
+        pending.value, pending.duration = value, took
+        self._submit(pending)
 
     async def _offload_result(self, task: Task, data: bytes) -> bytes:
         """Write a large result to the offload store; the reference is what the backend keeps.
@@ -559,7 +578,13 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
         return await self._offload.offload(task, data, deadline=deadline)
 
     def _fail(
-        self, task: Task, error: ErrorInfo, *, retry: bool, exc: BaseException | None = None
+        self,
+        task: Task,
+        error: ErrorInfo,
+        *,
+        retry: bool,
+        exc: BaseException | None = None,
+        took: float | None = None,
     ) -> None:
         o = self.options
         defaults = RetryDefaults(
@@ -568,14 +593,16 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
             max_delay=o.retry_max_delay,
             jitter=o.retry_jitter,
         )
-        self._submit(
-            _outcomes.failure(
-                task, error, now=self.backend.clock.now(), retry=retry, defaults=defaults, exc=exc
-            )
+        pending = _outcomes.failure(
+            task, error, now=self.backend.clock.now(), retry=retry, defaults=defaults, exc=exc
         )
+        pending.exc, pending.duration = exc, took
+        self._submit(pending)
 
-    def _cancelled(self, task: Task, message: str) -> None:
-        self._submit(_outcomes.cancelled(task, message, now=self.backend.clock.now()))
+    def _cancelled(self, task: Task, message: str, took: float | None = None) -> None:
+        pending = _outcomes.cancelled(task, message, now=self.backend.clock.now())
+        pending.duration = took
+        self._submit(pending)
 
     # -- finishing ---------------------------------------------------------------------------
     def _submit(self, pending: PendingOutcome) -> None:
@@ -651,6 +678,21 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
         self._settle_children_of([p.task.id for p in stored if p.event in _TERMINAL_EVENTS])
         if stored and self._on_finished is not None:
             self._on_finished([p.task.id for p in stored])
+        if self.callbacks.active:  # after the store: a lost lease's outcome fires nothing
+            for p in stored:
+                self.callbacks.spawn(
+                    p.task.id,
+                    self.callbacks.contexts(
+                        p.task,
+                        p.outcome.state,
+                        worker_id=self.worker_id,
+                        value=p.value,
+                        error=p.outcome.error,
+                        exception=p.exc,
+                        retry_at=p.outcome.retry_at,
+                        duration=p.duration,
+                    ),
+                )
 
 
 def _run_seconds(task: Task, end: float | None) -> float | None:
