@@ -221,6 +221,8 @@ class DependencyConformance:
         self, omniq_make_client: Callable[..., Any]
     ) -> None:
         client = await omniq_make_client()
+        cancelled: list[str] = []
+        client.queue.on("cancel", lambda ctx: cancelled.append(ctx.task_id))
         run = await client.call(
             "enqueue_graph",
             chain(
@@ -236,6 +238,11 @@ class DependencyConformance:
             task = await client.call("get_task", task_id)
             assert task.state is TaskState.CANCELLED
             assert task.error.type == _FAILED_PARENT
+        for _ in range(200):  # on_cancel runs in the background, after the store
+            if len(cancelled) == 3:
+                break
+            await asyncio.sleep(0.05)
+        assert sorted(cancelled) == sorted(run.ids[1:])  # each descendant's on_cancel, once
 
     @pytest.mark.asyncio
     async def test_cancelling_a_parent_cancels_the_graph_below_it(
