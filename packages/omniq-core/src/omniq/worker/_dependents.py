@@ -31,6 +31,10 @@ log = logging.getLogger("omniq.worker")
 _COALESCE = 0.05
 """Seconds the settle loop waits after a round that found children but changed none."""
 
+_LOOKUP_BATCH = 0.02
+"""Seconds the settle loop waits after a round that found no children at all (a child is then
+released at most this much later than it could be)."""
+
 _SWEEP_LIMIT = 1000
 """Waiting tasks looked at per sweep (the oldest are settled first by the next sweeps)."""
 
@@ -129,7 +133,11 @@ class DependencySettling:
                     functools.partial(settle_dependents, self.backend, batch, self._on_settled)
                 )
                 failures = 0
-                if children and not changed:
+                if not children:
+                    # Most finished tasks have no children: look for them in batches, not
+                    # after every exchange round (one lookup per _LOOKUP_BATCH seconds at most).
+                    await asyncio.sleep(_LOOKUP_BATCH)
+                elif not changed:
                     # A fan-in child whose other parents are still running: gather more parents
                     # before looking again, instead of reading all its parents per outcome.
                     await asyncio.sleep(_COALESCE)

@@ -149,6 +149,11 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
         self._scheduling: asyncio.Task[None] | None = None
         self._init_health()
         self._init_dependents()
+        # What a running task sees of its executor's slots (to lend its own while it waits).
+        self._slots = {
+            name: WorkerSlots(executors, name, options.default_executor, self._wake.set)
+            for name in executors
+        }
         # One breaker for every call the loops make to this backend (see _breaker.py).
         self._breaker = CircuitBreaker(
             failure_threshold=options.breaker_threshold,
@@ -455,7 +460,7 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
             attempt=task.attempt,
             queue=task.queue,
             worker_id=self.worker_id,
-            slots=WorkerSlots(self.executors, name, self.options.default_executor, self._wake.set),
+            slots=self._slots[name],
         )
         try:
             fn = self._resolver.resolve(
