@@ -188,8 +188,13 @@ class TaskQueue:
         ctx = current_task()
         if ctx is None or ctx.slots is None or isinstance(task_ids, str):
             return
-        for one in dict.fromkeys(task_ids):
-            self._check_wait(ctx, self._portal.call(self.async_queue.get_task, one))
+        for awaited in self._portal.call(self._read_tasks, list(dict.fromkeys(task_ids))):
+            if awaited is not None:  # unknown ids: the wait itself says so
+                self._check_wait(ctx, awaited)
+
+    async def _read_tasks(self, task_ids: list[str]) -> list[Task | None]:
+        await self.async_queue.open()
+        return await self.async_queue.backend.get_tasks(task_ids)
 
     @staticmethod
     def _check_wait(ctx: TaskContext, awaited: Task) -> None:
