@@ -368,3 +368,31 @@ def test_an_async_queue_never_closed_hands_its_tasks_back(settings: Settings) ->
     with TaskQueue(settings=settings, workers=0) as reader:
         task = reader.get_task(task_id)
     assert (task.state, task.released) == (TaskState.PENDING, 1)
+
+
+def test_a_decorated_function_keeps_its_options_through_enqueue_enqueue_many_and_signature(
+    settings: Settings,
+) -> None:
+    from omniq import signature
+
+    with TaskQueue(settings=settings, workers=0) as queue:
+        send = queue.task(retries=0, timeout=7, executor="thread", queue="emails", priority=5)(
+            e2e_tasks.add
+        )
+        ids = [
+            send.enqueue(1, 2),
+            queue.enqueue(send, args=(1, 2)),
+            queue.enqueue_many(send, [(1, 2)])[0],
+            queue.enqueue_graph(signature(send, 1, 2)).ids[0],
+        ]
+        for task_id in ids:
+            task = queue.get_task(task_id)
+            assert (task.queue, task.priority, task.timeout, task.executor, task.max_retries) == (
+                "emails",
+                5,
+                7.0,
+                "thread",
+                0,
+            )
+        overridden = queue.get_task(queue.enqueue(send, args=(1, 2), queue="other", retries=2))
+        assert (overridden.queue, overridden.max_retries, overridden.priority) == ("other", 2, 5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -15,7 +16,13 @@ from omniq._retrying import check_backoff, exception_paths
 from omniq.errors import ConfigError
 from omniq.plugins._registry import check_executor_name
 
-__all__ = ["TaskOptions", "TaskOptionsArgs", "check_seconds", "check_task_ids"]
+__all__ = [
+    "TaskOptions",
+    "TaskOptionsArgs",
+    "check_seconds",
+    "check_task_ids",
+    "with_defaults_from",
+]
 
 _PRIORITY_RANGE = (-(2**31), 2**31 - 1)
 _MAX_RETRIES = 10_000
@@ -158,6 +165,19 @@ class TaskOptions:
         check_task_ids("depends_on", self.depends_on)
 
 
+def with_defaults_from(options: TaskOptions, base: TaskOptions) -> TaskOptions:
+    """``options`` where every field left at its default takes ``base``'s value: what
+    ``queue.enqueue(f, ...)`` uses for a ``@queue.task(...)`` function ``f`` (the decorator's
+    options, overridden by those given to ``enqueue``)."""
+    changes = {
+        f.name: getattr(base, f.name)
+        for f in dataclasses.fields(TaskOptions)
+        if getattr(options, f.name) == _DEFAULT_OPTIONS[f.name]
+        and getattr(base, f.name) != _DEFAULT_OPTIONS[f.name]
+    }
+    return dataclasses.replace(options, **changes) if changes else options
+
+
 def check_task_ids(name: str, ids: Any) -> tuple[str, ...]:
     """``ids`` as a tuple of task ids without duplicates (first occurrence kept).
 
@@ -170,3 +190,8 @@ def check_task_ids(name: str, ids: Any) -> tuple[str, ...]:
         if not isinstance(task_id, str) or not task_id:
             raise TypeError(f"{name}: {task_id!r} is not a task id (a non-empty string)")
     return tuple(dict.fromkeys(ids))
+
+
+_DEFAULT_OPTIONS: dict[str, Any] = {
+    f.name: getattr(TaskOptions(), f.name) for f in dataclasses.fields(TaskOptions)
+}

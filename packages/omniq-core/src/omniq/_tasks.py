@@ -15,9 +15,10 @@ from omniq._functions import (
     function_path,
     local_token,
     needs_dill,
+    unwrap_task,
 )
 from omniq._ids import new_id
-from omniq._options import TaskOptions, check_seconds, check_task_ids
+from omniq._options import TaskOptions, check_seconds, check_task_ids, with_defaults_from
 from omniq._retrying import check_backoff, exception_paths
 from omniq.backend import Backend
 from omniq.config import Settings
@@ -102,7 +103,8 @@ class TaskBuilder:
     ) -> Task:
         """The task record for ``func(*args, **kwargs)`` with ``options`` (not yet stored).
 
-        A task with ``options.depends_on`` is built ``waiting``. With ``pass_results`` (parent
+        For a ``@queue.task`` function, the decorator's options apply where ``options`` leaves
+        a field at its default. A task with ``options.depends_on`` is built ``waiting``. With ``pass_results`` (parent
         ids whose values it receives, see :class:`~omniq.models.Task`) the arguments are
         checked with that value in front of ``args``.
 
@@ -112,6 +114,11 @@ class TaskBuilder:
             NotSupportedError: a priority on a backend that does not order by priority.
             omniq.errors.SerializationError: an argument cannot be stored.
         """
+        decorated = getattr(func, "task_options", None)
+        if isinstance(decorated, TaskOptions):  # a @queue.task function: its options, its function
+            if decorated is not options:
+                options = with_defaults_from(options, decorated)
+            func = unwrap_task(func)
         if isinstance(args, str | bytes) or not isinstance(args, Sequence):
             raise TypeError(f"args must be a tuple or list of arguments, got {type(args).__name__}")
         if kwargs is not None and (
