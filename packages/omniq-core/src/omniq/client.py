@@ -43,7 +43,7 @@ from omniq._process_role import in_worker_process
 from omniq._results import ResultReader
 from omniq._setup import EMBEDDED_EXECUTORS, build_executors, create_backend, resolve_secret_key
 from omniq._tasks import TaskBuilder
-from omniq.backend import Backend, TaskQuery
+from omniq.backend import DEPENDENCY_FAILED_ERROR, Backend, TaskQuery
 from omniq.clock import Clock
 from omniq.config import Settings, load_settings
 from omniq.errors import (
@@ -87,6 +87,13 @@ def _check_ids(task_ids: Sequence[str]) -> list[str]:
         if not isinstance(task_id, str):
             raise ConfigError(f"task_ids: {task_id!r} is not a task id (a string)")
     return ids
+
+
+def _check_id(task_id: object) -> str:
+    if not isinstance(task_id, str):
+        hint = " (a GraphRun: use run.id or run.ids)" if isinstance(task_id, GraphRun) else ""
+        raise TypeError(f"expected a task id (a string), got {type(task_id).__name__}{hint}")
+    return task_id
 
 
 class AsyncTaskQueue(DeadLetters):
@@ -261,7 +268,7 @@ class AsyncTaskQueue(DeadLetters):
         for task in changed:
             if task.state is TaskState.CANCELLED:
                 detail = task.error.message if task.error else ""
-                self.event_logger.record(task, EventType.CANCELLED, detail=detail)
+                self.event_logger.record(task, EventType.CANCELLED, detail=detail, error=task.error)
                 if self.callbacks.active:  # on_cancel, on_complete of a cancelled descendant
                     self.callbacks.spawn(
                         task.id, self.callbacks.contexts(task, task.state, error=task.error)
@@ -547,6 +554,7 @@ class AsyncTaskQueue(DeadLetters):
         Raises:
             TaskNotFoundError: no such task (never enqueued, or purged).
         """
+        task_id = _check_id(task_id)
         await self.open()
         return await self._results.task(task_id)
 
@@ -661,18 +669,34 @@ class AsyncTaskQueue(DeadLetters):
             TaskNotFoundError: no such task (never enqueued, or purged by retention).
             omniq.errors.DeserializationError: the stored value cannot be decoded here.
         """
+        task_id = _check_id(task_id)
         await self.open()
         return await self._results.task_result(task_id)
 
-    async def cancel(self, task_id: str) -> bool:
-        """Cancel a task: a queued one never runs; a running one is asked to stop.
+    async def cancel(self, task_id: str | GraphRun) -> bool:
+        """Cancel a task: a queued one never runs; a running one is asked to stop (it stops when
+        its worker learns of it, at its next heartbeat). Either way its waiting dependents are
+        cancelled at once, with the reason, so a pipeline stops at the cancelled task.
 
-        Returns True when the task is now cancelled or its cancellation was requested, False when
-        it had already finished.
+        Args:
+            task_id: a task id, or the :class:`~omniq.GraphRun` of :meth:`enqueue_graph` to
+                cancel every unfinished task of that graph.
+
+        Returns True when the task (for a graph: any of its tasks) is now cancelled or its
+        cancellation was requested, False when it had already finished.
 
         Raises:
             TaskNotFoundError: no such task.
+            TypeError: ``task_id`` is neither a task id nor a ``GraphRun``.
         """
+        if isinstance(task_id, GraphRun):
+            done = [await self._cancel_one(i) for i in task_id.ids]
+            return any(done)
+        if not isinstance(task_id, str):
+            raise TypeError(f"cancel() takes a task id or a GraphRun, got {type(task_id).__name__}")
+        return await self._cancel_one(task_id)
+
+    async def _cancel_one(self, task_id: str) -> bool:
         before = await self.get_task(task_id)
         if before.state.is_terminal:
             return False
@@ -689,6 +713,19 @@ class AsyncTaskQueue(DeadLetters):
                 )
             await settle_dependents(self.backend, [task_id], self._settled)
             return True
+        if task.cancel_requested:  # running: whatever its outcome, its dependents must not run
+            children = await self.backend.dependents([task_id])
+            if children:
+                reason = f"parent task {task_id} was cancelled while running"
+                error = ErrorInfo(type=DEPENDENCY_FAILED_ERROR, message=reason)
+                changed = [
+                    t
+                    for t in await self.backend.cancel(children, error=error)
+                    if t.state is TaskState.CANCELLED and t.error == error
+                ]
+                if changed:
+                    self._settled(changed)
+                    await settle_dependents(self.backend, [t.id for t in changed], self._settled)
         return task.cancel_requested
 
     async def list_tasks(

@@ -275,3 +275,30 @@ class DependencyConformance:
         [aggregate] = run.result_ids
         task = await producer.call("get_task", aggregate)
         assert task.state is TaskState.SUCCESS and task.attempt == 1
+
+    @pytest.mark.asyncio
+    async def test_cancelling_a_running_parent_cancels_its_dependents_at_once(
+        self, omniq_make_client: Callable[..., Any], tmp_path: Any
+    ) -> None:
+        client = await omniq_make_client()
+        marker = tmp_path / "started"
+        run = await client.call(
+            "enqueue_graph",
+            chain(
+                signature(tasks.hold, str(marker)),
+                signature(tasks.echo, 1, immutable=True),
+                signature(tasks.echo, 2, immutable=True),
+            ),
+        )
+        for _ in range(400):
+            if marker.exists():
+                break
+            await asyncio.sleep(0.05)
+        assert marker.exists(), "the parent never started"
+        assert await client.call("cancel", run) is True  # the whole graph
+        for task_id in run.ids[1:]:  # before the parent's worker even learns of the request
+            task = await client.call("get_task", task_id)
+            assert task.state is TaskState.CANCELLED, task
+            assert task.error.type == _FAILED_PARENT
+        with pytest.raises(TaskCancelledError):
+            await client.call("get_result", run.ids[0], timeout=30)

@@ -105,7 +105,11 @@ class DependencySettling:
             if task.state is TaskState.CANCELLED:
                 detail = task.error.message if task.error else ""
                 self._events.record(
-                    task, EventType.CANCELLED, worker_id=self.worker_id, detail=detail
+                    task,
+                    EventType.CANCELLED,
+                    worker_id=self.worker_id,
+                    detail=detail,
+                    error=task.error,
                 )
                 if self.callbacks.active:  # on_cancel, on_complete of a cancelled descendant
                     self.callbacks.spawn(
