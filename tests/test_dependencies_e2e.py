@@ -83,3 +83,16 @@ def test_a_blocking_wait_without_a_free_slot_raises(
             assert caught.value.remote_type == "omniq.errors.WaitDeadlockError"
         else:
             assert queue.get_result(parent, timeout=30) == outcome
+
+
+def test_a_blocking_wait_goes_ahead_when_another_worker_can_run_the_awaited_tasks(
+    db_url: str, spawn_worker: Spawn
+) -> None:
+    spawn_worker(db_url, "--queues", "other", "--import", "graph_tasks")
+    settings = load_settings(
+        {}, storage_url=db_url, poll_interval=0.05, default_worker="thread", max_workers=1
+    )
+    with TaskQueue(settings=settings, max_workers=1) as queue:
+        graph_tasks.QUEUE = queue
+        parent = queue.enqueue(graph_tasks.wait_blocking_on, args=("other", 3), executor="thread")
+        assert queue.get_result(parent, timeout=30) == [0, 2, 4]

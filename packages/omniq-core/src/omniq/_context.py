@@ -27,9 +27,9 @@ class SlotLender(Protocol):
     default_executor: str
     """The executor of tasks that name none on this worker."""
 
-    def can_run_now(self, executor: str | None) -> bool:
-        """True when this worker hosts ``executor`` (``None``: its default) and has a free slot
-        for it now."""
+    def can_run_now(self, executor: str | None, queue: str) -> bool:
+        """True when this worker serves ``queue``, hosts ``executor`` (``None``: its default)
+        and has a free slot for it now."""
 
 
 class TaskContext(msgspec.Struct, kw_only=True, dict=True):

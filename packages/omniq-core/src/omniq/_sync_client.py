@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack, overload
 
 from omniq._canvas import GraphRun
-from omniq._context import TaskContext, current_task
+from omniq._context import current_task
 from omniq._decorator import TaskFunction
 from omniq._events import EventLogger, EventTypes
 from omniq._middleware import Hook, split_callbacks
@@ -25,7 +25,7 @@ from omniq.client import AsyncTaskQueue
 from omniq.clock import Clock
 from omniq.config import Settings
 from omniq.errors import WaitDeadlockError
-from omniq.models import Task, TaskEvent, TaskResult, TaskState
+from omniq.models import Task, TaskEvent, TaskResult, TaskState, WorkerInfo, WorkerState
 
 __all__ = ["TaskQueue"]
 
@@ -184,34 +184,44 @@ class TaskQueue:
         )
 
     def _check_waits(self, task_ids: Sequence[str]) -> None:
-        """Inside a sync task, refuse waits for tasks its worker cannot run now."""
+        """Inside a sync task, refuse a blocking wait that could never end: an awaited task is
+        unfinished, this task's worker has no free slot for it (its own stays taken while it
+        waits), and no other live worker serving its queue and executor had a free slot at its
+        last heartbeat."""
         ctx = current_task()
         if ctx is None or ctx.slots is None or isinstance(task_ids, str):
             return
-        for awaited in self._portal.call(self._read_tasks, list(dict.fromkeys(task_ids))):
-            if awaited is not None:  # unknown ids: the wait itself says so
-                self._check_wait(ctx, awaited)
+        slots = ctx.slots
+        blocked = [
+            t
+            for t in self._portal.call(self._read_tasks, list(dict.fromkeys(task_ids)))
+            if t is not None  # unknown ids: the wait itself says so
+            and not (t.state.is_terminal or t.state is TaskState.RUNNING)
+            and not slots.can_run_now(t.executor, t.queue)
+        ]
+        if not blocked:
+            return
+        others = [w for w in self._live_workers() if w.id != ctx.worker_id]
+        for awaited in blocked:
+            if not any(_could_run(w, awaited) for w in others):
+                raise WaitDeadlockError(
+                    f"task {ctx.task_id} blocks waiting for task {awaited.id} "
+                    f"({awaited.state.value}, queue {awaited.queue!r}), but its worker "
+                    f"{ctx.worker_id} has no free "
+                    f"{awaited.executor or slots.default_executor} slot for it and no other "
+                    "live worker serving that queue has one, so the wait could not end. Make "
+                    "the waiting task `async def` (an awaiting task lends its slot), give the "
+                    "workers more slots, or express the wait as a dependency (depends_on, "
+                    "chain, chord)"
+                )
+
+    def _live_workers(self) -> list[WorkerInfo]:
+        """The live workers' health records (for the wait check)."""
+        return self._portal.call(self.async_queue.list_workers)
 
     async def _read_tasks(self, task_ids: list[str]) -> list[Task | None]:
         await self.async_queue.open()
         return await self.async_queue.backend.get_tasks(task_ids)
-
-    @staticmethod
-    def _check_wait(ctx: TaskContext, awaited: Task) -> None:
-        """Refuse a blocking wait that can never end: the awaited task is unfinished and this
-        sync task's worker has no free slot for it (its own slot stays taken while it waits)."""
-        if awaited.state.is_terminal or awaited.state is TaskState.RUNNING:
-            return
-        assert ctx.slots is not None
-        if not ctx.slots.can_run_now(awaited.executor):
-            raise WaitDeadlockError(
-                f"task {ctx.task_id} blocks waiting for task {awaited.id} "
-                f"({awaited.state.value}), but its worker {ctx.worker_id} has no free "
-                f"{awaited.executor or ctx.slots.default_executor} slot to run it, so the wait "
-                "could never end. "
-                "Make the waiting task `async def` (an awaiting task lends its slot), give the "
-                "worker more slots, or express the wait as a dependency (depends_on, chain, chord)"
-            )
 
     get_task_result = _blocking(AsyncTaskQueue.get_task_result)
     cancel = _blocking(AsyncTaskQueue.cancel)
@@ -285,3 +295,13 @@ class TaskQueue:
             return TaskFunction(f, self._enqueue_with, task_options, hooks)
 
         return decorate(fn) if fn is not None else decorate
+
+
+def _could_run(worker: WorkerInfo, task: Task) -> bool:
+    """Whether ``worker`` serves ``task``'s queue and had a free slot for its executor at its
+    last heartbeat (a task naming no executor takes the worker's default: any slot)."""
+    if worker.state is not WorkerState.RUNNING or task.queue not in worker.queues:
+        return False
+    if task.executor is None:
+        return worker.busy < worker.capacity
+    return any(e.name == task.executor and e.busy < e.concurrency for e in worker.executors)

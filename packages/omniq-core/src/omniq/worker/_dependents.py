@@ -47,6 +47,7 @@ class WorkerSlots:
         executor: the name of the executor running the task.
         default_executor: the executor of tasks that name none.
         wake: makes the worker claim now (called when a slot is lent).
+        queues: the queues the worker serves.
     """
 
     def __init__(
@@ -55,8 +56,10 @@ class WorkerSlots:
         executor: str,
         default_executor: str,
         wake: Callable[[], None],
+        queues: Sequence[str],
     ) -> None:
         self._executors = executors
+        self._queues = frozenset(queues)
         self._executor = executors[executor]
         self.default_executor = default_executor
         self._wake = wake
@@ -72,10 +75,11 @@ class WorkerSlots:
         finally:
             self._executor.lent -= 1
 
-    def can_run_now(self, executor: str | None) -> bool:
-        """True when this worker hosts ``executor`` (``None``: the default) with a free slot."""
+    def can_run_now(self, executor: str | None, queue: str) -> bool:
+        """True when this worker serves ``queue`` and hosts ``executor`` (``None``: the
+        default) with a free slot."""
         hosted = self._executors.get(executor or self.default_executor)
-        return hosted is not None and hosted.available() > 0
+        return queue in self._queues and hosted is not None and hosted.available() > 0
 
 
 class DependencySettling:

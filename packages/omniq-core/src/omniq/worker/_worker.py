@@ -151,7 +151,9 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
         self._init_dependents()
         # What a running task sees of its executor's slots (to lend its own while it waits).
         self._slots = {
-            name: WorkerSlots(executors, name, options.default_executor, self._wake.set)
+            name: WorkerSlots(
+                executors, name, options.default_executor, self._wake.set, options.queues
+            )
             for name in executors
         }
         # One breaker for every call the loops make to this backend (see _breaker.py).
