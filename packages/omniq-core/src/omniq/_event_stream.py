@@ -15,8 +15,10 @@ time (``at``) and skips the ids already delivered. The ids remembered are those 
 Guarantees: each event is delivered at most once per subscription, unless more than
 ``max_seen`` events fall inside one window. An event is delivered if it is stored less than
 ``late_window`` seconds (of event time) after the newest event already seen, with the processes'
-clocks agreeing to within that window. Order is by ``(at, id)`` within one poll; this process's
-own events may come before older events of other processes.
+clocks agreeing to within that window. With ``since``, the stored history is delivered first,
+oldest first (this process's buffered events are flushed before it is read). Then, each round
+yields the store's new events by ``(at, id)`` and this process's events not stored yet; those
+may come before older events of other processes that reach the store later.
 """
 
 from __future__ import annotations
@@ -79,12 +81,10 @@ async def stream_events(
     seen: dict[str, float] = {}  # id -> at, of events delivered inside the window
     newest = start
     try:
+        if since is not None:  # history first, this process's unstored events included
+            with contextlib.suppress(Exception):
+                await logger.flush()
         while not is_closed():
-            while local:
-                event = local.popleft()
-                if event.id not in seen:
-                    seen[event.id] = event.at
-                    yield event
             cursor: tuple[float, str | None] = (max(start, newest - late_window), None)
             while True:
                 try:
@@ -107,6 +107,11 @@ async def stream_events(
                 if len(batch) < page:
                     break
                 cursor = (batch[-1].at, batch[-1].id)
+            while local:  # after the store's (older) events: this process's newest ones
+                event = local.popleft()
+                if event.id not in seen:
+                    seen[event.id] = event.at
+                    yield event
             _forget(seen, before=newest - late_window, most=max_seen)
             wake.clear()
             if local:

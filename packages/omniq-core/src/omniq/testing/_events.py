@@ -164,3 +164,19 @@ class EventConformance:
         assert error.task_id == failing
         assert error.error is not None and error.error.message == "boom"
         assert error.error.traceback == ""  # events stay small
+
+    @pytest.mark.asyncio
+    async def test_a_subscription_with_since_replays_the_history_first_in_order(
+        self, omniq_make_client: Callable[..., Any], omniq_clock: ManualClock
+    ) -> None:
+        client = await omniq_make_client(workers=1)
+        task_id = await client.call("enqueue", tasks.echo, args=(1,))
+        await client.call("get_result", task_id, timeout=20)
+        got = await _collect(
+            client, EventType.COMPLETE, task_id=task_id, since=omniq_clock.now() - 60
+        )
+        assert [e.type for e in got] == [
+            EventType.ENQUEUED,
+            EventType.EXECUTING,
+            EventType.COMPLETE,
+        ]
