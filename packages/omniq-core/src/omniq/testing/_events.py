@@ -170,8 +170,7 @@ class EventConformance:
         self, omniq_make_client: Callable[..., Any], omniq_clock: ManualClock
     ) -> None:
         client = await omniq_make_client(workers=1)
-        task_id = await client.call("enqueue", tasks.echo, args=(1,))
-        await client.call("get_result", task_id, timeout=20)
+        task_id = await client.call("enqueue", tasks.sleep, args=(0.3,))  # subscribe mid-run
         got = await _collect(
             client, EventType.COMPLETE, task_id=task_id, since=omniq_clock.now() - 60
         )
