@@ -35,6 +35,7 @@ from omniq._dependencies import check_parents, settle, settle_dependents
 from omniq._event_stream import stream_events
 from omniq._events import EventTypes, build_event_logger, event_types
 from omniq._events import epoch as _epoch
+from omniq._functions import function_path
 from omniq._ids import new_id
 from omniq._middleware import Hook, split_callbacks
 from omniq._offload import result_offload
@@ -184,6 +185,7 @@ class AsyncTaskQueue(DeadLetters):
                 offload=self._offload,
                 callbacks=self.callbacks,
             )
+        self._warned_callbacks = False
         self._open_lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opened = False
@@ -288,6 +290,7 @@ class AsyncTaskQueue(DeadLetters):
             TypeError: ``middleware`` implements none of the hooks.
         """
         self.callbacks.add_middleware(middleware)
+        self._warn_if_producer_in_worker()
 
     @overload
     def on(self, hook: str, fn: Hook, /) -> Hook: ...
@@ -309,9 +312,23 @@ class AsyncTaskQueue(DeadLetters):
 
         def add(f: Hook) -> Hook:
             self.callbacks.on(hook, f)
+            self._warn_if_producer_in_worker()
             return f
 
         return add(fn) if fn is not None else add
+
+    def _warn_if_producer_in_worker(self) -> None:
+        """Queue-level callbacks of a producer-only client built by a task module inside
+        ``omniq worker`` apply to its own enqueues only, not to the worker running the tasks:
+        say so once (Celery users register signal handlers in exactly that place)."""
+        if self.worker is None and in_worker_process() and not self._warned_callbacks:
+            self._warned_callbacks = True
+            log.warning(
+                "callbacks added with queue.on()/add_middleware() in a worker process apply to "
+                "this client's enqueues only, not to the tasks the worker runs; use per-task "
+                "callbacks (@queue.task(on_success=...)) or an omniq_add_middleware plugin "
+                "(docs/callbacks.md)"
+            )
 
     async def enqueue(
         self,
@@ -435,8 +452,9 @@ class AsyncTaskQueue(DeadLetters):
         for planned in plan.tasks:
             sig = planned.signature
             if sig.options.idempotency_key is not None or sig.options.depends_on:
+                name = sig.func if isinstance(sig.func, str) else function_path(sig.func)
                 raise ConfigError(
-                    f"{sig.func!r} in a task graph has its own idempotency_key or depends_on; "
+                    f"{name} in a task graph has its own idempotency_key or depends_on; "
                     "a graph's tasks take their parents from the graph "
                     "(use enqueue_graph(..., depends_on=[...]) for outside parents)"
                 )

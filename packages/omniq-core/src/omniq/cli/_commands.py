@@ -238,6 +238,16 @@ def tasks_list(storage_url: str | None, state: str | None, queue: str | None, li
     console.print(table)
 
 
+def _passed_values(task: Task) -> str:
+    """What a chain link or chord callback receives as its first argument."""
+    ids = task.pass_results or ()
+    if not ids:
+        return "[] (after an empty group)"
+    if task.pass_single:
+        return f"the value of {ids[0]}"
+    return f"the list of the values of {', '.join(ids)}"
+
+
 @tasks.command("show")
 @storage_option
 @click.argument("task_id")
@@ -278,6 +288,10 @@ def tasks_show(storage_url: str | None, task_id: str) -> None:
     ):
         value = getattr(task, name)
         table.add_row(name, str(value.value if isinstance(value, TaskState) else value))
+    if task.depends_on:
+        table.add_row("depends_on", "\n".join(task.depends_on))
+    if task.pass_results is not None:
+        table.add_row("receives", _passed_values(task))
     for name in ("created_at", "run_at", "started_at", "finished_at", "lease_expires_at"):
         table.add_row(name, _when(getattr(task, name)))
     table.add_row("result", result[:2000])

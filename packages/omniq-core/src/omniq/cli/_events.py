@@ -51,7 +51,7 @@ def parse_since(text: str, *, now: float) -> float:
         when = dt.datetime.fromisoformat(text.strip())
     except ValueError:
         raise ConfigError(
-            f"--since {text!r}: give an age (90, 10m, 2h, 1d) or an ISO time "
+            f"--since {text!r}: give an age (90, 10m, 2h, 1d, 1w) or an ISO time "
             "(2026-11-29T21:00, 2026-11-29T21:00+00:00)"
         ) from None
     return (when if when.tzinfo else when.astimezone()).timestamp()
