@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 import graph_tasks
+import msgspec
 import pytest
 
 from omniq import AsyncTaskQueue, TaskFailedError, TaskQueue, TaskState, chord, group, signature
@@ -96,3 +97,38 @@ def test_a_blocking_wait_goes_ahead_when_another_worker_can_run_the_awaited_task
         graph_tasks.QUEUE = queue
         parent = queue.enqueue(graph_tasks.wait_blocking_on, args=("other", 3), executor="thread")
         assert queue.get_result(parent, timeout=30) == [0, 2, 4]
+
+
+@pytest.mark.asyncio
+async def test_the_sweep_reaches_a_lost_settle_behind_many_waiting_tasks(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from omniq._ids import new_id
+    from omniq.models import Task
+    from omniq.worker import _dependents
+
+    monkeypatch.setattr(_dependents, "_SWEEP_LIMIT", 5)
+    settings = load_settings({}, storage_url=db_url, poll_interval=0.05)
+    # A parent that succeeded and a child nobody settled (its settle was lost to a crash),
+    # older than every task below.
+    parent = Task(id=new_id(), func="graph_tasks:square", payload=b"", run_at=0, created_at=0)
+    parent = msgspec.structs.replace(parent, state=TaskState.SUCCESS, finished_at=1.0)
+    lost = Task(
+        id=new_id(),
+        func="graph_tasks:square",
+        payload=b"",
+        run_at=0,
+        created_at=0,
+        state=TaskState.WAITING,
+        depends_on=(parent.id,),
+    )
+    async with AsyncTaskQueue(settings=settings) as queue:
+        await queue.backend.enqueue([parent, lost])
+        blocker = await queue.enqueue(graph_tasks.square, args=(1,), queue="nobody")
+        for i in range(12):  # newer tasks that rightly wait (their parent never runs)
+            await queue.enqueue(graph_tasks.square, args=(i,), depends_on=[blocker])
+        assert queue.worker is not None
+        for _ in range(4):  # 13 waiting tasks, 5 per sweep: the oldest is reached by sweep 3
+            await queue.worker._sweep_waiting()
+        [found] = await queue.backend.get_tasks([lost.id])
+        assert found is not None and found.state is not TaskState.WAITING

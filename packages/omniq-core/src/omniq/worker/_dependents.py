@@ -95,6 +95,7 @@ class DependencySettling:
     def _init_dependents(self) -> None:
         self._to_settle: list[str] = []  # parents whose children must be settled
         self._settle_wake = asyncio.Event()
+        self._sweep_cursor: str | None = None  # where the next sweep of waiting tasks goes on
 
     def _settle_children_of(self, task_ids: Sequence[str]) -> None:
         """Queue the children of these (terminal) tasks for settling."""
@@ -164,10 +165,17 @@ class DependencySettling:
                 await settle_dependents(self.backend, batch, self._on_settled)
 
     async def _sweep_waiting(self) -> None:
-        """Janitor: settle every waiting task whose parents have all finished (repairs settles
-        lost to a crash between storing a parent's outcome and settling its children)."""
+        """Janitor: settle the waiting tasks whose parents have all finished (repairs settles
+        lost to a crash between storing a parent's outcome and settling its children).
+
+        One page of ``_SWEEP_LIMIT`` waiting tasks per sweep, newest first, the next sweep going
+        on from where this one stopped and starting over after the oldest: however many tasks
+        legitimately wait, every one is looked at within ``waiting / _SWEEP_LIMIT`` sweeps."""
         waiting = await self.backend.list_tasks(
-            TaskQuery(states=(TaskState.WAITING,), limit=_SWEEP_LIMIT)
+            TaskQuery(
+                states=(TaskState.WAITING,), limit=_SWEEP_LIMIT, before_id=self._sweep_cursor
+            )
         )
+        self._sweep_cursor = waiting[-1].id if len(waiting) == _SWEEP_LIMIT else None
         if waiting:
             await settle(self.backend, [t.id for t in waiting], self._on_settled)
