@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import e2e_tasks
@@ -145,3 +146,17 @@ async def test_a_dead_workers_last_run_fires_on_failure_in_the_worker_that_recov
     ctx = calls.seen[0][2]
     assert ctx.error is not None and ctx.error.type == "omniq.errors.WorkerLostError"
     assert ctx.exception is None and ctx.worker_id == queue.worker.worker_id  # type: ignore[union-attr]
+
+
+def test_hung_sync_callbacks_do_not_starve_the_store(tmp_path: Path) -> None:
+    release = threading.Event()
+    settings = load_settings(
+        {}, storage_url=f"file://{tmp_path / 'store'}", poll_interval=0.05, callback_timeout=0.2
+    )
+    with TaskQueue(settings=settings) as queue:
+        queue.on("success", lambda ctx: release.wait(60))  # hangs past its timeout
+        first = queue.enqueue_many(e2e_tasks.add, [(i, 1) for i in range(12)])
+        assert queue.get_results(first, timeout=30) == [i + 1 for i in range(12)]
+        later = queue.enqueue_many(e2e_tasks.add, [(i, 2) for i in range(5)])
+        assert queue.get_results(later, timeout=30) == [i + 2 for i in range(5)]
+        release.set()

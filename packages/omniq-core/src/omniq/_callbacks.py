@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 from collections.abc import Sequence
@@ -39,9 +40,13 @@ from omniq._middleware import (
     task_callbacks,
 )
 from omniq.executors._base import is_async_callable
+from omniq.executors._threads import DaemonThreadPool
 from omniq.models import ErrorInfo, EventType, Task, TaskState
 
 __all__ = ["Callbacks", "hooks_for_state"]
+
+_SYNC_CALLBACK_THREADS = 8
+"""Threads that run sync callbacks (each call waits for a free one, within its timeout)."""
 
 log = logging.getLogger("omniq.callbacks")
 
@@ -73,6 +78,10 @@ class Callbacks:
         self, *, events: EventLogger, timeout: float = 30.0, middleware: Sequence[object] = ()
     ) -> None:
         self.timeout = timeout
+        # Sync callbacks run on threads of their own: one that hangs past its timeout keeps
+        # its thread, and must not take one the event loop's default pool (asyncio.to_thread,
+        # which the backends use) needs.
+        self._threads = DaemonThreadPool(_SYNC_CALLBACK_THREADS, name="omniq-callback")
         self._events = events
         self._hooks: dict[str, list[Hook]] = {}
         self._pending: dict[str, asyncio.Task[None]] = {}
@@ -235,7 +244,7 @@ class Callbacks:
                 if is_async_callable(fn):
                     await fn(ctx)
                 else:
-                    result = await asyncio.to_thread(fn, ctx)
+                    result = await self._threads.submit(functools.partial(fn, ctx))
                     if inspect.isawaitable(result):  # a sync callable returning a coroutine
                         await result
         except asyncio.CancelledError as exc:

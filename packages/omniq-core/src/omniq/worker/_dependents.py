@@ -172,9 +172,7 @@ class DependencySettling:
         on from where this one stopped and starting over after the oldest: however many tasks
         legitimately wait, every one is looked at within ``waiting / _SWEEP_LIMIT`` sweeps."""
         waiting = await self.backend.list_tasks(
-            TaskQuery(
-                states=(TaskState.WAITING,), limit=_SWEEP_LIMIT, before_id=self._sweep_cursor
-            )
+            TaskQuery(states=(TaskState.WAITING,), limit=_SWEEP_LIMIT, before_id=self._sweep_cursor)
         )
         self._sweep_cursor = waiting[-1].id if len(waiting) == _SWEEP_LIMIT else None
         if waiting:
