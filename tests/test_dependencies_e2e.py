@@ -68,7 +68,7 @@ async def test_an_async_task_awaiting_children_lends_its_slot(db_url: str) -> No
         assert await queue.get_result(parent, timeout=30) == [0, 2, 4]
 
 
-@pytest.mark.parametrize(("threads", "outcome"), [(1, "deadlock"), (2, [0, 2])])
+@pytest.mark.parametrize(("threads", "outcome"), [(1, "deadlock"), (2, [0, 2, 4, 6])])
 def test_a_blocking_wait_without_a_free_slot_raises(
     db_url: str, threads: int, outcome: object
 ) -> None:
@@ -77,9 +77,10 @@ def test_a_blocking_wait_without_a_free_slot_raises(
     )
     with TaskQueue(settings=settings, max_workers=threads) as queue:
         graph_tasks.QUEUE = queue
-        parent = queue.enqueue(graph_tasks.wait_blocking, args=(2,), executor="thread")
+        # 4 children for 1 slot left: they run one after the other while the parent waits
+        parent = queue.enqueue(graph_tasks.wait_blocking, args=(4,), executor="thread")
         if outcome == "deadlock":
-            with pytest.raises(TaskFailedError, match="no free thread slot") as caught:
+            with pytest.raises(TaskFailedError, match="every thread slot of its worker") as caught:
                 queue.get_result(parent, timeout=30)
             assert caught.value.remote_type == "omniq.errors.WaitDeadlockError"
         else:

@@ -35,7 +35,7 @@ async def fan_out_and_wait(n: int) -> list[int]:
 def wait_blocking(n: int) -> list[int]:
     """Enqueue ``n`` children and block waiting for them (a sync task)."""
     ids = [QUEUE.enqueue(double, args=(i,)) for i in range(n)]
-    return [QUEUE.get_result(task_id, timeout=30) for task_id in ids]
+    return QUEUE.get_results(ids, timeout=30)
 
 
 def wait_blocking_on(queue: str, n: int) -> list[int]:

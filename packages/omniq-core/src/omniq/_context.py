@@ -27,9 +27,12 @@ class SlotLender(Protocol):
     default_executor: str
     """The executor of tasks that name none on this worker."""
 
-    def can_run_now(self, executor: str | None, queue: str) -> bool:
-        """True when this worker serves ``queue``, hosts ``executor`` (``None``: its default)
-        and has a free slot for it now."""
+    def blocking(self) -> contextlib.AbstractContextManager[None]:
+        """While inside, the task's slot counts as held by a task blocked waiting for others."""
+
+    def could_run(self, executor: str | None, queue: str) -> bool:
+        """True when this worker serves ``queue`` and hosts ``executor`` (``None``: its
+        default) with at least one slot not held by a blocked waiter."""
 
 
 class TaskContext(msgspec.Struct, kw_only=True, dict=True):

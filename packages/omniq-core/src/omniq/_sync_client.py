@@ -8,6 +8,7 @@ short grace period, then go back to the queue), so a script exits promptly and l
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
@@ -21,11 +22,11 @@ from omniq._events import EventLogger, EventTypes
 from omniq._middleware import Hook, split_callbacks
 from omniq._options import TaskOptions, TaskOptionsArgs
 from omniq._portal import Portal
+from omniq._waits import sync_wait
 from omniq.client import AsyncTaskQueue
 from omniq.clock import Clock
 from omniq.config import Settings
-from omniq.errors import WaitDeadlockError
-from omniq.models import Task, TaskEvent, TaskResult, TaskState, WorkerInfo, WorkerState
+from omniq.models import Task, TaskEvent, TaskResult
 
 __all__ = ["TaskQueue"]
 
@@ -162,12 +163,13 @@ class TaskQueue:
         :meth:`AsyncTaskQueue.get_result`.
 
         Raises:
-            WaitDeadlockError: called from a sync task whose worker has no free slot to run
-                the awaited, unfinished task (the wait could never end); besides the errors of
+            WaitDeadlockError: called from a sync task, for an unfinished task no worker could
+                ever run (see :mod:`omniq._waits`); besides the errors of
                 :meth:`AsyncTaskQueue.get_result`.
         """
-        self._check_waits(task_id.result_ids if isinstance(task_id, GraphRun) else (task_id,))
-        return self._portal.call(self.async_queue.get_result, task_id, timeout)
+        ids = task_id.result_ids if isinstance(task_id, GraphRun) else (task_id,)
+        with self._waiting_for(ids):
+            return self._portal.call(self.async_queue.get_result, task_id, timeout)
 
     def get_results(
         self,
@@ -178,46 +180,17 @@ class TaskQueue:
     ) -> list[Any]:
         """Wait for every task and return their values in order; as
         :meth:`AsyncTaskQueue.get_results` (and :class:`WaitDeadlockError` as :meth:`get_result`)."""
-        self._check_waits(task_ids)
-        return self._portal.call(
-            self.async_queue.get_results, task_ids, timeout, return_exceptions=return_exceptions
+        with self._waiting_for(task_ids):
+            return self._portal.call(
+                self.async_queue.get_results, task_ids, timeout, return_exceptions=return_exceptions
+            )
+
+    def _waiting_for(self, task_ids: Sequence[str]) -> contextlib.AbstractContextManager[None]:
+        return sync_wait(
+            task_ids,
+            lambda ids: self._portal.call(self._read_tasks, ids),
+            lambda: self._portal.call(self.async_queue.list_workers),
         )
-
-    def _check_waits(self, task_ids: Sequence[str]) -> None:
-        """Inside a sync task, refuse a blocking wait that could never end: an awaited task is
-        unfinished, this task's worker has no free slot for it (its own stays taken while it
-        waits), and no other live worker serving its queue and executor had a free slot at its
-        last heartbeat."""
-        ctx = current_task()
-        if ctx is None or ctx.slots is None or isinstance(task_ids, str):
-            return
-        slots = ctx.slots
-        blocked = [
-            t
-            for t in self._portal.call(self._read_tasks, list(dict.fromkeys(task_ids)))
-            if t is not None  # unknown ids: the wait itself says so
-            and not (t.state.is_terminal or t.state is TaskState.RUNNING)
-            and not slots.can_run_now(t.executor, t.queue)
-        ]
-        if not blocked:
-            return
-        others = [w for w in self._live_workers() if w.id != ctx.worker_id]
-        for awaited in blocked:
-            if not any(_could_run(w, awaited) for w in others):
-                raise WaitDeadlockError(
-                    f"task {ctx.task_id} blocks waiting for task {awaited.id} "
-                    f"({awaited.state.value}, queue {awaited.queue!r}), but its worker "
-                    f"{ctx.worker_id} has no free "
-                    f"{awaited.executor or slots.default_executor} slot for it and no other "
-                    "live worker serving that queue has one, so the wait could not end. Make "
-                    "the waiting task `async def` (an awaiting task lends its slot), give the "
-                    "workers more slots, or express the wait as a dependency (depends_on, "
-                    "chain, chord)"
-                )
-
-    def _live_workers(self) -> list[WorkerInfo]:
-        """The live workers' health records (for the wait check)."""
-        return self._portal.call(self.async_queue.list_workers)
 
     async def _read_tasks(self, task_ids: list[str]) -> list[Task | None]:
         await self.async_queue.open()
@@ -253,8 +226,16 @@ class TaskQueue:
         Raises: as :meth:`AsyncTaskQueue.as_completed`, from the ``next`` call concerned
         (and :class:`WaitDeadlockError` at once, as :meth:`get_result`).
         """
-        self._check_waits(task_ids)
-        return self._portal.iterate(self.async_queue.as_completed, task_ids, timeout)
+        results = self._portal.iterate(self.async_queue.as_completed, task_ids, timeout)
+        if current_task() is None:
+            return results
+        return self._yield_waiting(task_ids, results)
+
+    def _yield_waiting(
+        self, task_ids: Sequence[str], results: Iterator[TaskResult]
+    ) -> Iterator[TaskResult]:
+        with self._waiting_for(task_ids):
+            yield from results
 
     def add_middleware(self, middleware: object) -> None:
         """Install lifecycle middleware; see :meth:`omniq.AsyncTaskQueue.add_middleware`."""
@@ -295,13 +276,3 @@ class TaskQueue:
             return TaskFunction(f, self._enqueue_with, task_options, hooks)
 
         return decorate(fn) if fn is not None else decorate
-
-
-def _could_run(worker: WorkerInfo, task: Task) -> bool:
-    """Whether ``worker`` serves ``task``'s queue and had a free slot for its executor at its
-    last heartbeat (a task naming no executor takes the worker's default: any slot)."""
-    if worker.state is not WorkerState.RUNNING or task.queue not in worker.queues:
-        return False
-    if task.executor is None:
-        return worker.busy < worker.capacity
-    return any(e.name == task.executor and e.busy < e.concurrency for e in worker.executors)

@@ -100,6 +100,9 @@ class Executor(abc.ABC):
     lent: int = 0
     """Slots of calls that are waiting for other tasks and lent their slot to the worker
     (see :func:`omniq._context.lending_slot`); the worker's bookkeeping, not the executor's."""
+    blocked: int = 0
+    """Slots held by sync tasks blocked waiting for other tasks (see :mod:`omniq._waits`): they
+    stay occupied, and a wait is refused when every slot is held so."""
 
     @property
     def occupied(self) -> int:

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 from omniq._callbacks import Callbacks
 from omniq._dependencies import settle, settle_dependents
@@ -75,11 +75,23 @@ class WorkerSlots:
         finally:
             self._executor.lent -= 1
 
-    def can_run_now(self, executor: str | None, queue: str) -> bool:
+    @contextlib.contextmanager
+    def blocking(self) -> Iterator[None]:
+        """While inside, the task's slot is held by a sync task blocked waiting for others."""
+        self._executor.blocked += 1
+        try:
+            yield
+        finally:
+            self._executor.blocked -= 1
+
+    def could_run(self, executor: str | None, queue: str) -> bool:
         """True when this worker serves ``queue`` and hosts ``executor`` (``None``: the
-        default) with a free slot."""
+        default) with a slot that no blocked waiter holds: the task runs there sooner or
+        later."""
         hosted = self._executors.get(executor or self.default_executor)
-        return queue in self._queues and hosted is not None and hosted.available() > 0
+        return (
+            queue in self._queues and hosted is not None and hosted.concurrency - hosted.blocked > 0
+        )
 
 
 class DependencySettling:
