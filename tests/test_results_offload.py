@@ -210,7 +210,8 @@ async def test_a_missing_or_modified_object_and_an_unconfigured_reader_are_repor
     async with make_queue(result_offload_url=url, result_offload_bytes=1024) as queue:
         first = await queue.enqueue(tasks.blob, args=(5000,))
         second = await queue.enqueue(tasks.blob, args=(5000,))
-        await queue.get_results([first, second], timeout=20)
+        good = await queue.enqueue(tasks.blob, args=(5000,))
+        await queue.get_results([first, second, good], timeout=20)
     path_1, path_2 = object_file(offload_dir, first), object_file(offload_dir, second)
     path_1.write_bytes(path_1.read_bytes()[:-1] + b"!")
     path_2.unlink()
@@ -219,6 +220,15 @@ async def test_a_missing_or_modified_object_and_an_unconfigured_reader_are_repor
             await reader.get_result(first, timeout=0)
         with pytest.raises(ResultExpiredError, match="was deleted"):
             await reader.get_result(second, timeout=0)
+        # one damaged or missing value never hides the others of a batch
+        values = await reader.get_results([first, good, second], return_exceptions=True)
+        assert isinstance(values[0], DeserializationError) and values[1] == tasks.blob(5000)
+        assert isinstance(values[2], ResultExpiredError)
+        states = {
+            r.task_id: r.value_state async for r in reader.as_completed([first, good, second])
+        }
+        assert states == {first: "unreadable", good: "available", second: "expired"}
+        assert (await reader.get_task_result(first)).value_state == "unreadable"
     async with make_queue(workers=0) as blind:
         with pytest.raises(ConfigError, match="OMNIQ_RESULT_OFFLOAD_URL"):
             await blind.get_task_result(first)

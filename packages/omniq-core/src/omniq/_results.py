@@ -18,6 +18,7 @@ from omniq._context import lending_slot
 from omniq._offload import ResultOffload
 from omniq.backend import Backend
 from omniq.errors import (
+    DeserializationError,
     ResultExpiredError,
     ResultNotStoredError,
     ResultTimeoutError,
@@ -25,7 +26,7 @@ from omniq.errors import (
     TaskFailedError,
     TaskNotFoundError,
 )
-from omniq.models import StoredResult, Task, TaskResult, TaskState, ValueState
+from omniq.models import ErrorInfo, StoredResult, Task, TaskResult, TaskState, ValueState
 from omniq.serialization import Serializer
 
 __all__ = ["ResultReader"]
@@ -34,7 +35,13 @@ _FIRST_POLL = 0.005
 _MAX_POLL = 0.2
 _SHOWN_IDS = 5
 
-_VALUE_ERRORS = (TaskFailedError, TaskCancelledError, ResultNotStoredError, ResultExpiredError)
+_VALUE_ERRORS = (
+    TaskFailedError,
+    TaskCancelledError,
+    ResultNotStoredError,
+    ResultExpiredError,
+    DeserializationError,
+)
 """What :meth:`TaskResult.value_or_raise` raises for a finished task."""
 
 
@@ -86,19 +93,24 @@ class ResultReader:
         wanted = [t.id for t in tasks if t.state is TaskState.SUCCESS and t.result_ttl != 0]
         found = await self.backend.get_results(wanted) if wanted else []
         stored = dict(zip(wanted, found, strict=True))
-        values = dict(
-            zip(
-                stored,
-                await asyncio.gather(*(self._decode(i, s) for i, s in stored.items())),
-                strict=True,
-            )
-        )
-        return [_snapshot(t, stored.get(t.id), values.get(t.id)) for t in tasks]
+        decoded = await asyncio.gather(*(self._decode(i, s) for i, s in stored.items()))
+        values = dict(zip(stored, decoded, strict=True))
+        out = []
+        for t in tasks:
+            value = values.get(t.id)
+            if isinstance(value, _Unreadable):  # this task's value alone is lost, not the batch
+                out.append(value.snapshot(t, stored.get(t.id)))
+            else:
+                out.append(_snapshot(t, stored.get(t.id), value))
+        return out
 
     async def _decode(self, task_id: str, stored: StoredResult | None) -> Any:
         if stored is None:
             return None
-        return self.serializer.loads(await self.offload.resolve(task_id, stored.data))
+        try:
+            return self.serializer.loads(await self.offload.resolve(task_id, stored.data))
+        except (ResultExpiredError, DeserializationError) as exc:  # a gone or damaged object
+            return _Unreadable(exc)
 
     # -- waiting ---------------------------------------------------------------------------
     async def finished(
@@ -227,6 +239,22 @@ class ResultReader:
             for future in self._waiters.get(task_id, ()):
                 if not future.done():
                     future.set_result(None)
+
+
+class _Unreadable:
+    """A stored value that could not be read here: its offloaded object is gone (reads as
+    expired) or it cannot be decoded; ``error`` says which and why."""
+
+    def __init__(self, error: ResultExpiredError | DeserializationError) -> None:
+        self.error = error
+
+    def snapshot(self, task: Task, stored: StoredResult | None) -> TaskResult:
+        gone = isinstance(self.error, ResultExpiredError)
+        result = _snapshot(task, None if gone else stored, None)
+        result.value_state = ValueState.EXPIRED if gone else ValueState.UNREADABLE
+        kind = "ResultExpiredError" if gone else "DeserializationError"
+        result.error = ErrorInfo(type=f"omniq.errors.{kind}", message=str(self.error))
+        return result
 
 
 def _snapshot(task: Task, stored: StoredResult | None, value: Any) -> TaskResult:

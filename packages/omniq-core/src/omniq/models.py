@@ -285,6 +285,9 @@ class ValueState(enum.StrEnum):
     """It succeeded, but its result outlived ``result_ttl`` (and may have been purged)."""
     NO_VALUE = "no_value"
     """It failed or was cancelled: see :attr:`TaskResult.error`."""
+    UNREADABLE = "unreadable"
+    """It succeeded, but its stored value cannot be decoded here (a damaged offloaded object, a
+    dill value without the signing key): :attr:`TaskResult.error` says why."""
 
 
 class TaskResult(msgspec.Struct, kw_only=True):
@@ -300,7 +303,8 @@ class TaskResult(msgspec.Struct, kw_only=True):
         value: the decoded return value when ``value_state`` is ``available``, else ``None``.
         value_state: whether the value can be read (see :class:`ValueState`).
         error: the terminal error of a ``failed`` or ``cancelled`` task; for an unfinished one,
-            the failure that caused the pending retry; ``None`` after a success.
+            the failure that caused the pending retry; ``None`` after a success, unless its
+            value is ``unreadable`` or its offloaded object is gone (then why).
         attempts: how many times it was claimed (retries and lost workers included).
         worker_id: the worker that ran (or runs) the latest attempt.
         enqueued_at, started_at, finished_at: seconds since the epoch; ``started_at`` is the
@@ -354,6 +358,7 @@ class TaskResult(msgspec.Struct, kw_only=True):
             omniq.errors.TaskCancelledError: it was cancelled.
             omniq.errors.ResultNotStoredError: it succeeded with ``result_ttl=0``.
             omniq.errors.ResultExpiredError: its result expired.
+            omniq.errors.DeserializationError: its value cannot be decoded here.
             omniq.errors.ResultTimeoutError: it has not finished.
         """
         from omniq import errors  # errors imports this module
@@ -372,7 +377,12 @@ class TaskResult(msgspec.Struct, kw_only=True):
                 f"task {self.task_id} was enqueued with result_ttl=0: no result was stored"
             )
         if self.value_state is ValueState.EXPIRED:
-            raise errors.ResultExpiredError(f"the result of task {self.task_id} expired")
+            gone = self.error is not None and self.error.type.endswith(".ResultExpiredError")
+            raise errors.ResultExpiredError(
+                error.message if gone else f"the result of task {self.task_id} expired"
+            )
+        if self.value_state is ValueState.UNREADABLE:
+            raise errors.DeserializationError(error.message)
         raise errors.ResultTimeoutError(
             f"task {self.task_id} is still {self.state.value}", task_ids=(self.task_id,)
         )
