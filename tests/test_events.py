@@ -180,7 +180,12 @@ def test_an_s3_sink_is_downloaded_and_queried(settings: Settings) -> None:
 def test_query_without_a_sink_or_with_bad_sql_says_what_is_wrong(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="OMNIQ_EVENT_SINK_URL"):
         query_events(None, "SELECT 1")
-    empty = (tmp_path / "none").as_uri()
+    with pytest.raises(ConfigError, match="not a directory"):  # a typo'd sink says so
+        query_events((tmp_path / "typo").as_uri(), "SELECT 1")
+    with pytest.raises(ConfigError, match="no SQL given"):
+        query_events(tmp_path.as_uri(), "   ")
+    (tmp_path / "none").mkdir()
+    empty = (tmp_path / "none").as_uri()  # a sink nothing was written to yet
     assert query_events(empty, "SELECT count(*) FROM events").rows == [(0,)]
     with pytest.raises(ConfigError, match="query failed"):
         query_events(empty, "SELECT nope FROM events")

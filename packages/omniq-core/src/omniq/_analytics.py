@@ -107,22 +107,31 @@ def query_events(url: str | None, sql: str) -> QueryResult:
             "no event sink is configured: set OMNIQ_EVENT_SINK_URL (e.g. file:///var/omniq/events) "
             "for the workers that record events, or pass --sink"
         )
+    if not sql.strip():
+        raise ConfigError("no SQL given, e.g. 'SELECT type, count(*) FROM events GROUP BY type'")
     duckdb = _duckdb()
     with tempfile.TemporaryDirectory(prefix="omniq-events-") as tmp:
         root = _local_dir(url)
         if root is not None:
+            if not root.is_dir():
+                raise ConfigError(f"no event sink at {url}: {root} is not a directory")
             files = sum(1 for _ in (root / SINK_PREFIX).glob("**/*.jsonl"))
         else:
             root = Path(tmp)
             files = asyncio.run(_download(url, root))
         con = duckdb.connect(":memory:")
         try:
-            con.execute(_view_sql(root, files))
+            try:
+                con.execute(_view_sql(root, files))
+            except duckdb.Error as exc:
+                raise ConfigError(f"cannot read the sink's files at {url}: {exc}") from None
             try:
                 cursor = con.execute(sql)
             except duckdb.Error as exc:
                 raise ConfigError(f"query failed: {exc}") from None
-            columns = [d[0] for d in cursor.description or []]
+            if cursor is None or cursor.description is None:
+                raise ConfigError("the SQL returned no result set (give a SELECT)")
+            columns = [d[0] for d in cursor.description]
             rows = [tuple(r) for r in cursor.fetchall()] if columns else []
         finally:
             con.close()

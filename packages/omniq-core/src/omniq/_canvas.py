@@ -148,8 +148,13 @@ def group(*members: Canvas | Iterable[Canvas]) -> Group:
     Raises:
         TypeError: a member is not a signature, chain, group or chord.
     """
-    if len(members) == 1 and not isinstance(members[0], Signature | Chain | Group | Chord):
-        return Group(_check_nodes(members[0], "group()"))
+    only: object = members[0] if len(members) == 1 else None
+    if only is not None and not isinstance(only, Signature | Chain | Group | Chord):
+        if not isinstance(only, Iterable) or isinstance(only, str | bytes):
+            raise TypeError(
+                f"group() takes signatures, or one iterable of them, got {type(only).__name__}"
+            )
+        return Group(_check_nodes(only, "group()"))
     return Group(_check_nodes(members, "group()"))
 
 
@@ -209,8 +214,10 @@ class Graph:
             raise ConfigError(f"graph node {name!r} is added twice")
         if not isinstance(node, Signature):
             raise TypeError(f"graph node {name!r} must be a signature, got {type(node).__name__}")
-        if isinstance(after, str):
-            raise TypeError(f"graph node {name!r}: after= takes a list of names, not a string")
+        if isinstance(after, str) or not isinstance(after, Iterable):
+            raise TypeError(
+                f"graph node {name!r}: after= takes a list of node names, got {after!r}"
+            )
         self.nodes[name] = _GraphNode(node, tuple(dict.fromkeys(after)), pass_results)
         return self
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from omniq._ids import new_id
 from omniq.backend import Backend
+from omniq.errors import ConfigError
 from omniq.models import EVENT_LEVELS, ErrorInfo, EventLevel, EventType, Task, TaskEvent
 
 if TYPE_CHECKING:
@@ -248,8 +249,22 @@ class EventLogger:
             self.dropped += len(self._buffer)
             log.warning("%d events were not stored (the store is unavailable)", len(self._buffer))
             self._buffer = []
-        if self._sink_writes:
-            await asyncio.gather(*self._sink_writes)
+        if self._sink_writes:  # bounded: a sink that never answers must not hold up a stop
+            pending = set(self._sink_writes)
+            _, late = await asyncio.wait(pending, timeout=_SINK_STOP_WAIT)
+            for write in late:
+                write.cancel()
+            if late:
+                self.sink_failures += len(late)
+                log.warning(
+                    "%d event sink write(s) still running after %s s at stop were abandoned",
+                    len(late),
+                    _SINK_STOP_WAIT,
+                )
+
+
+_SINK_STOP_WAIT = 5.0
+"""Seconds ``stop`` waits for the event sink's writes in flight."""
 
 
 def build_event_logger(backend: Backend, settings: Settings) -> EventLogger:
@@ -263,7 +278,15 @@ def build_event_logger(backend: Backend, settings: Settings) -> EventLogger:
     if settings.event_sink_url is not None:
         from omniq._event_sink import EventSink
 
-        sink = EventSink(settings.event_sink_url)
+        try:
+            sink = EventSink(settings.event_sink_url)
+        except ConfigError:
+            raise
+        except Exception as exc:  # e.g. a local path under a file, or without permission
+            raise ConfigError(
+                f"OMNIQ_EVENT_SINK_URL={settings.event_sink_url!r}: cannot open the event "
+                f"sink: {type(exc).__name__}: {exc}"
+            ) from None
     return EventLogger(backend, level=settings.resolved_event_level(), sink=sink)
 
 

@@ -602,6 +602,7 @@ class AsyncTaskQueue(DeadLetters):
                 ids = list(task_id.result_ids)
                 return await self._results.values(ids, timeout, return_exceptions=False)
             task_id = task_id.id
+        task_id = _check_id(task_id)
         return await self._results.wait(task_id, timeout)
 
     async def get_results(

@@ -214,8 +214,9 @@ class CallFailedError(OmniQError):
 
 
 class DependencyError(OmniQError, ValueError):
-    """A dependency that cannot be registered: an unknown parent id, a task listed as its own
-    parent, or a malformed ``depends_on``. Raised at enqueue; nothing is stored."""
+    """A dependency that cannot be registered: an unknown parent id, or a task listed as its
+    own parent. Raised at enqueue; nothing is stored. (A ``depends_on`` of the wrong type, such
+    as one string instead of a list, raises ``TypeError``.)"""
 
 
 class DependencyCycleError(DependencyError):
