@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from omniq._callbacks import Callbacks
+from omniq._events import EventLogger
 from omniq._offload import ResultOffload
 from omniq.backend import Backend
 from omniq.errors import (
@@ -29,10 +31,10 @@ from omniq.errors import (
     ResultExpiredError,
     ResultNotStoredError,
 )
-from omniq.models import Task, TaskState
+from omniq.models import EventType, Task, TaskState
 from omniq.serialization import Serializer
 
-__all__ = ["check_parents", "parent_values", "settle", "settle_dependents"]
+__all__ = ["check_parents", "parent_values", "report_settled", "settle", "settle_dependents"]
 
 OnSettled = Callable[[list[Task]], None]
 
@@ -61,6 +63,37 @@ async def check_parents(backend: Backend, tasks: Sequence[Task]) -> None:
             f"depends_on names {len(missing)} unknown task id(s): {shown} "
             "(never enqueued, or purged by retention); nothing was enqueued"
         )
+
+
+def report_settled(
+    changed: Sequence[Task],
+    *,
+    events: EventLogger,
+    callbacks: Callbacks,
+    worker_id: str | None = None,
+) -> bool:
+    """Record what a settle did: a ``ready`` event per released task, a ``cancelled`` event
+    (with the reason) and the ``on_cancel``/``on_complete`` callbacks per cancelled one.
+
+    Returns:
+        True when a task was released (the caller's worker may claim it now).
+    """
+    released = False
+    for task in changed:
+        if task.state is not TaskState.CANCELLED:
+            released = True
+            events.record(task, EventType.READY, worker_id=worker_id)
+            continue
+        detail = task.error.message if task.error else ""
+        events.record(
+            task, EventType.CANCELLED, worker_id=worker_id, detail=detail, error=task.error
+        )
+        if callbacks.active:
+            callbacks.spawn(
+                task.id,
+                callbacks.contexts(task, task.state, worker_id=worker_id, error=task.error),
+            )
+    return released
 
 
 async def settle(backend: Backend, task_ids: Iterable[str], on_settled: OnSettled) -> int:

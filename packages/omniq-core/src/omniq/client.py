@@ -31,7 +31,7 @@ from omniq._canvas import (
 from omniq._dead import DeadLetters
 from omniq._decorator import AsyncTaskFunction
 from omniq._defaults import DEFAULT, Default
-from omniq._dependencies import check_parents, settle, settle_dependents
+from omniq._dependencies import check_parents, report_settled, settle, settle_dependents
 from omniq._event_stream import stream_events
 from omniq._events import EventTypes, build_event_logger, event_types
 from omniq._events import epoch as _epoch
@@ -266,17 +266,8 @@ class AsyncTaskQueue(DeadLetters):
         return stored
 
     def _settled(self, changed: list[Task]) -> None:
-        """Waiting tasks this client released or cancelled: events and woken waiters."""
-        for task in changed:
-            if task.state is TaskState.CANCELLED:
-                detail = task.error.message if task.error else ""
-                self.event_logger.record(task, EventType.CANCELLED, detail=detail, error=task.error)
-                if self.callbacks.active:  # on_cancel, on_complete of a cancelled descendant
-                    self.callbacks.spawn(
-                        task.id, self.callbacks.contexts(task, task.state, error=task.error)
-                    )
-            else:
-                self.event_logger.record(task, EventType.READY)
+        """Waiting tasks this client released or cancelled: events, callbacks, woken waiters."""
+        report_settled(changed, events=self.event_logger, callbacks=self.callbacks)
         self._results.notify([t.id for t in changed if t.state.is_terminal])
 
     # -- callbacks ---------------------------------------------------------------------------

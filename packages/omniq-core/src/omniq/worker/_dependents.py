@@ -17,11 +17,11 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 from omniq._callbacks import Callbacks
-from omniq._dependencies import settle, settle_dependents
+from omniq._dependencies import report_settled, settle, settle_dependents
 from omniq._events import EventLogger
 from omniq.backend import Backend, TaskQuery
 from omniq.executors import Executor
-from omniq.models import EventType, Task, TaskState
+from omniq.models import Task, TaskState
 from omniq.worker._breaker import CircuitBreaker, CircuitOpenError
 
 __all__ = ["DependencySettling", "WorkerSlots"]
@@ -116,28 +116,10 @@ class DependencySettling:
             self._settle_wake.set()
 
     def _on_settled(self, changed: list[Task]) -> None:
-        """Events (and a claim now) for children that were just released or cancelled."""
-        released = False
-        for task in changed:
-            if task.state is TaskState.CANCELLED:
-                detail = task.error.message if task.error else ""
-                self._events.record(
-                    task,
-                    EventType.CANCELLED,
-                    worker_id=self.worker_id,
-                    detail=detail,
-                    error=task.error,
-                )
-                if self.callbacks.active:  # on_cancel, on_complete of a cancelled descendant
-                    self.callbacks.spawn(
-                        task.id,
-                        self.callbacks.contexts(
-                            task, task.state, worker_id=self.worker_id, error=task.error
-                        ),
-                    )
-            else:
-                released = True
-                self._events.record(task, EventType.READY, worker_id=self.worker_id)
+        """Events and callbacks for children just released or cancelled; claim the released."""
+        released = report_settled(
+            changed, events=self._events, callbacks=self.callbacks, worker_id=self.worker_id
+        )
         if released:
             self._wake.set()
 
