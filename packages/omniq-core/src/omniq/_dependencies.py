@@ -24,7 +24,7 @@ from typing import Any
 
 from omniq._callbacks import Callbacks
 from omniq._events import EventLogger
-from omniq._offload import ResultOffload
+from omniq._results import ResultReader
 from omniq.backend import Backend
 from omniq.errors import (
     DependencyError,
@@ -32,7 +32,6 @@ from omniq.errors import (
     ResultNotStoredError,
 )
 from omniq.models import EventType, Task, TaskState
-from omniq.serialization import Serializer
 
 __all__ = ["check_parents", "parent_values", "report_settled", "settle", "settle_dependents"]
 
@@ -130,39 +129,35 @@ async def settle_dependents(
     return len(children), await settle(backend, children, on_settled)
 
 
-async def parent_values(
-    backend: Backend, serializer: Serializer, task: Task, offload: ResultOffload
-) -> Any:
+async def parent_values(reader: ResultReader, task: Task) -> Any:
     """The first positional argument a task with ``pass_results`` receives: the list of its
     parents' return values in ``pass_results`` order, or the one value with ``pass_single``.
-
-    Offloaded results (claim-check) are fetched through ``offload``.
+    Values are read as every result is (:meth:`ResultReader.results_of`: one batched read,
+    offloaded ones fetched).
 
     Raises:
         DependencyError: ``pass_results`` names a task that is not a succeeded parent.
         ResultNotStoredError: a parent was enqueued with ``result_ttl=0``.
         ResultExpiredError: a parent's result is gone (``result_ttl`` passed, or purged).
+        omniq.errors.DeserializationError: a parent's value cannot be decoded here.
     """
     ids = list(task.pass_results or ())
-    parents = await backend.get_tasks(ids) if ids else []
-    stored = await backend.get_results(ids) if ids else []
-    values = []
-    for parent_id, parent, result in zip(ids, parents, stored, strict=True):
+    parents = await reader.backend.get_tasks(ids) if ids else []
+    succeeded: list[Task] = []
+    for parent_id, parent in zip(ids, parents, strict=True):
         if parent is None or parent.state is not TaskState.SUCCESS:
             state = "missing" if parent is None else parent.state.value
             raise DependencyError(
                 f"task {task.id}: the result of parent {parent_id} is passed to it but that "
                 f"task is {state}, not success"
             )
-        if result is None:
-            if parent.result_ttl == 0:
-                raise ResultNotStoredError(
-                    f"parent task {parent_id} was enqueued with result_ttl=0, so task "
-                    f"{task.id} cannot receive its result"
-                )
-            raise ResultExpiredError(
-                f"the result of parent task {parent_id} expired before task {task.id} ran "
-                f"(result_ttl={parent.result_ttl} s)"
-            )
-        values.append(serializer.loads(await offload.resolve(parent_id, result.data)))
+        succeeded.append(parent)
+    values = []
+    for result in await reader.results_of(succeeded):
+        try:
+            values.append(result.value_or_raise())
+        except (ResultNotStoredError, ResultExpiredError) as exc:  # say who needed it
+            raise type(exc)(
+                f"{exc}; task {task.id} receives that value, so it cannot run"
+            ) from None
     return values[0] if task.pass_single and len(values) == 1 else values

@@ -35,6 +35,7 @@ from omniq._events import EventLogger
 from omniq._functions import LOCAL_TOKEN_HEADER, FunctionResolver
 from omniq._ids import new_id
 from omniq._offload import ResultOffload
+from omniq._results import ResultReader
 from omniq._retrying import RetryDefaults
 from omniq.backend import Backend
 from omniq.errors import (
@@ -119,6 +120,8 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
         self._events = events
         self._on_finished = on_finished
         self._offload = offload or ResultOffload(backend_limit=backend.capabilities.max_value_bytes)
+        # Reads the parents' values a chain link or chord callback receives.
+        self._parent_results = ResultReader(backend, serializer, self._offload)
         self.callbacks = callbacks or Callbacks.from_plugins(events=events)
         # One entry per task id, for its newest attempt: when this worker claims a task again
         # (its older run here outlived its lease), the older run is stopped and replaced.
@@ -480,7 +483,7 @@ class Worker(DependencySettling, LeaseKeeping, HealthReporting):
         if task.pass_results is not None:  # a chain link or chord callback: parents' values first
             try:
                 args = (
-                    await parent_values(self.backend, self._serializer, task, self._offload),
+                    await parent_values(self._parent_results, task),
                     *args,
                 )
                 task = msgspec.structs.replace(
