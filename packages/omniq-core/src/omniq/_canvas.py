@@ -14,6 +14,7 @@ first. The semantics follow Celery's canvas (``chain``/``group``/``chord``, ``s`
 
 from __future__ import annotations
 
+import dataclasses
 import graphlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,19 +64,7 @@ class Signature:
         Raises:
             TypeError, ConfigError: as :class:`~omniq._options.TaskOptions`.
         """
-        return Signature(
-            self.func,
-            self.args,
-            self.kwargs,
-            _replace_options(self.options, options),
-            self.immutable,
-        )
-
-
-def _replace_options(options: TaskOptions, changes: Mapping[str, Any]) -> TaskOptions:
-    from dataclasses import replace
-
-    return replace(options, **changes)
+        return dataclasses.replace(self, options=dataclasses.replace(self.options, **options))
 
 
 def signature(

@@ -29,8 +29,9 @@ def _waiting(make: MakeTask, *parents: Task, **fields: Any) -> Task:
 async def _finish(backend: Backend, task: Task, state: TaskState) -> None:
     """Claim what is due (the test's parents) and end ``task`` with ``state``; the others
     stay running."""
-    _running.update({t.id: t for t in await claim(backend, limit=100)})
-    claimed = _running.pop(task.id)
+    await claim(backend, limit=100)
+    [claimed] = await backend.get_tasks([task.id])
+    assert claimed is not None and claimed.state is TaskState.RUNNING
     error = (
         None if state is TaskState.SUCCESS else ErrorInfo(type="builtins.ValueError", message="x")
     )
@@ -46,9 +47,6 @@ async def _finish(backend: Backend, task: Task, state: TaskState) -> None:
             )
         ]
     )
-
-
-_running: dict[str, Task] = {}
 
 
 class DependencyConformance:
