@@ -126,17 +126,22 @@ def dependents(conn: sqlite3.Connection, task_ids: Sequence[str]) -> list[str]:
     return [row[0] for row in conn.execute(Q.dependents, {"ids": json_list(task_ids)})]
 
 
+def _may_settle(conn: sqlite3.Connection, task_id: str, parents: int | None = None) -> bool:
+    """Whether a waiting task's parents decide it now (all succeeded, or one failed, was
+    cancelled or is missing), from one index pass over its edges with nothing decoded: a
+    fan-in child is looked at after every batch of its parents. ``parents``: how many it
+    names; edges that do not match say nothing, and the parents must be read."""
+    count, succeeded, ended, missing = conn.execute(Q.parent_tally, (task_id,)).fetchone()
+    if parents is not None and count != parents:
+        return True
+    return bool(ended or missing or succeeded == count)
+
+
 def settle_candidates(conn: sqlite3.Connection, task_ids: Sequence[str]) -> list[str]:
-    """The ids among ``task_ids`` that a settle would change now: every parent succeeded, or
-    one failed, was cancelled or is missing (a lock-free read; :func:`settle_waiting` checks
-    again under the write lock). A fan-in child is looked at after every batch of its
-    parents, and this keeps those looks off the write lock."""
-    out = []
-    for task_id in dict.fromkeys(task_ids):
-        parents, succeeded, ended, missing = conn.execute(Q.parent_tally, (task_id,)).fetchone()
-        if ended or missing or succeeded == parents:
-            out.append(task_id)
-    return out
+    """The ids among ``task_ids`` that a settle would change now (a lock-free read;
+    :func:`settle_waiting` checks again under the write lock), so the looks at fan-in
+    children that change nothing stay off the write lock."""
+    return [task_id for task_id in dict.fromkeys(task_ids) if _may_settle(conn, task_id)]
 
 
 def settle_waiting(conn: sqlite3.Connection, task_ids: Sequence[str], *, now: float) -> list[Task]:
@@ -148,11 +153,7 @@ def settle_waiting(conn: sqlite3.Connection, task_ids: Sequence[str], *, now: fl
             [child] = get_tasks(conn, [task_id])
             if child is None or child.state is not TaskState.WAITING:
                 continue
-            # A fan-in child is settled after each batch of its parents: tally them in SQL
-            # (one index pass, nothing decoded) and read them only when one did not succeed.
-            parents, succeeded, ended, missing = conn.execute(Q.parent_tally, (task_id,)).fetchone()
-            complete = parents == len(child.depends_on)
-            if complete and not (ended or missing) and succeeded < parents:
+            if not _may_settle(conn, task_id, len(child.depends_on)):
                 continue  # some parent is still unfinished, none failed
             decided = settle_decision(child, get_tasks(conn, child.depends_on), now=now)
             if decided is None:
