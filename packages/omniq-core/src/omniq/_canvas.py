@@ -35,6 +35,7 @@ __all__ = [
     "Signature",
     "chain",
     "chord",
+    "compile_any",
     "group",
     "signature",
 ]
@@ -278,6 +279,15 @@ class GraphPlan:
     is_group: bool
     names: dict[str, str]
 
+    def run(self) -> GraphRun:
+        """What ``enqueue_graph`` returns once this plan is stored."""
+        return GraphRun(
+            ids=tuple(t.id for t in self.tasks),
+            result_ids=self.result_ids,
+            is_group=self.is_group,
+            names=self.names,
+        )
+
 
 class _Compiler:
     def __init__(self, new_id: Callable[[], str]) -> None:
@@ -344,3 +354,22 @@ def compile_graph(graph: Graph, new_id: Callable[[], str], after: Sequence[str] 
         )
     sinks = tuple(names[n] for n in graph.order() if n not in waited_for)
     return GraphPlan(tasks, sinks, len(sinks) != 1, names)
+
+
+def compile_any(
+    graph: Canvas | Graph, new_id: Callable[[], str], after: Sequence[str] = ()
+) -> GraphPlan:
+    """Plan whatever ``enqueue_graph`` accepts.
+
+    Raises:
+        TypeError: ``graph`` is not a chain, group, chord, signature or :class:`Graph`.
+        ConfigError, DependencyCycleError: as :func:`compile_graph`.
+    """
+    if isinstance(graph, Graph):
+        return compile_graph(graph, new_id, after)
+    if isinstance(graph, Signature | Chain | Group | Chord):
+        return compile_canvas(graph, new_id, after)
+    raise TypeError(
+        "enqueue_graph() takes a chain, group, chord, signature or Graph, "
+        f"got {type(graph).__name__}"
+    )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from omniq._canvas import GraphPlan
 from omniq._defaults import DEFAULT
 from omniq._functions import (
     LOCAL_TOKEN_HEADER,
@@ -100,6 +102,7 @@ class TaskBuilder:
         *,
         pass_results: tuple[str, ...] | None = None,
         pass_single: bool = False,
+        task_id: str | None = None,
     ) -> Task:
         """The task record for ``func(*args, **kwargs)`` with ``options`` (not yet stored).
 
@@ -154,7 +157,7 @@ class TaskBuilder:
             s.retry_max_delay if options.retry_max_delay is None else options.retry_max_delay
         )
         return Task(
-            id=new_id(),
+            id=task_id or new_id(),
             func=path,
             func_bytes=func_bytes,
             payload=self.serializer.dumps_call(tuple(args), dict(kwargs or {})),
@@ -185,3 +188,33 @@ class TaskBuilder:
             pass_results=pass_results,
             pass_single=pass_single,
         )
+
+    def build_plan(self, plan: GraphPlan) -> list[Task]:
+        """The task records of a compiled graph, parents first, with the plan's ids.
+
+        Raises:
+            ConfigError: a node has an ``idempotency_key`` or ``depends_on`` of its own (a
+                graph's tasks take their parents from the graph); besides :meth:`build`'s.
+        """
+        tasks = []
+        for planned in plan.tasks:
+            sig = planned.signature
+            if sig.options.idempotency_key is not None or sig.options.depends_on:
+                name = sig.func if isinstance(sig.func, str) else function_path(sig.func)
+                raise ConfigError(
+                    f"{name} in a task graph has its own idempotency_key or depends_on; "
+                    "a graph's tasks take their parents from the graph "
+                    "(use enqueue_graph(..., depends_on=[...]) for outside parents)"
+                )
+            tasks.append(
+                self.build(
+                    sig.func,
+                    sig.args,
+                    sig.kwargs,
+                    dataclasses.replace(sig.options, depends_on=planned.depends_on),
+                    pass_results=planned.pass_results,
+                    pass_single=planned.pass_single,
+                    task_id=planned.id,
+                )
+            )
+        return tasks

@@ -8,26 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, Unpack, overload
 
-import msgspec
-
 from omniq._callbacks import Callbacks
-from omniq._canvas import (
-    Canvas,
-    Chain,
-    Chord,
-    Graph,
-    GraphRun,
-    Group,
-    Signature,
-    compile_canvas,
-    compile_graph,
-)
+from omniq._canvas import Canvas, Graph, GraphRun, compile_any
 from omniq._dead import DeadLetters
 from omniq._decorator import AsyncTaskFunction
 from omniq._defaults import DEFAULT, Default
@@ -35,7 +22,6 @@ from omniq._dependencies import check_parents, report_settled, settle, settle_de
 from omniq._event_stream import stream_events
 from omniq._events import EventTypes, build_event_logger, event_types
 from omniq._events import epoch as _epoch
-from omniq._functions import function_path
 from omniq._ids import new_id
 from omniq._middleware import Hook, split_callbacks
 from omniq._offload import result_offload
@@ -429,44 +415,11 @@ class AsyncTaskQueue(DeadLetters):
                 graph refers to an unknown node.
             TypeError: a node is not a signature, chain, group, chord or graph.
         """
-        after = check_task_ids("depends_on", depends_on)
-        if isinstance(graph, Graph):
-            plan = compile_graph(graph, new_id, after)
-        elif isinstance(graph, Signature | Chain | Group | Chord):
-            plan = compile_canvas(graph, new_id, after)
-        else:
-            raise TypeError(
-                f"enqueue_graph() takes a chain, group, chord, signature or Graph, "
-                f"got {type(graph).__name__}"
-            )
-        tasks = []
-        for planned in plan.tasks:
-            sig = planned.signature
-            if sig.options.idempotency_key is not None or sig.options.depends_on:
-                name = sig.func if isinstance(sig.func, str) else function_path(sig.func)
-                raise ConfigError(
-                    f"{name} in a task graph has its own idempotency_key or depends_on; "
-                    "a graph's tasks take their parents from the graph "
-                    "(use enqueue_graph(..., depends_on=[...]) for outside parents)"
-                )
-            options = dataclasses.replace(sig.options, depends_on=planned.depends_on)
-            task = self._tasks.build(
-                sig.func,
-                sig.args,
-                sig.kwargs,
-                options,
-                pass_results=planned.pass_results,
-                pass_single=planned.pass_single,
-            )
-            tasks.append(msgspec.structs.replace(task, id=planned.id))
+        plan = compile_any(graph, new_id, check_task_ids("depends_on", depends_on))
+        tasks = self._tasks.build_plan(plan)
         if tasks:
             await self._store(tasks)
-        return GraphRun(
-            ids=tuple(t.id for t in tasks),
-            result_ids=plan.result_ids,
-            is_group=plan.is_group,
-            names=plan.names,
-        )
+        return plan.run()
 
     async def enqueue_many(
         self,
