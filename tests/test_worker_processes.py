@@ -215,15 +215,16 @@ def test_a_frozen_worker_that_outlived_its_lease_hands_over_cleanly(
     settings: Settings, db_url: str, spawn_worker: Spawn, tmp_path: Path
 ) -> None:
     marker = tmp_path / "started"
-    # A lease of 2 s (heartbeat every 0.67 s) keeps a loaded CI machine from expiring healthy
-    # leases; the freeze is more than twice as long.
-    frozen = spawn_worker(db_url, "--lease", "2", "--executor", "thread", "-c", "4")
-    spawn_worker(db_url, "--lease", "2", "--queues", "elsewhere")  # its janitor recovers leases
+    # A lease of 3 s (heartbeat every 1 s) keeps a loaded CI machine from expiring healthy
+    # leases (2 s once let the new attempt's lease expire too, in a full CI run); the freeze is
+    # more than twice as long.
+    frozen = spawn_worker(db_url, "--lease", "3", "--executor", "thread", "-c", "4")
+    spawn_worker(db_url, "--lease", "3", "--queues", "elsewhere")  # its janitor recovers leases
     with TaskQueue(settings=settings, workers=0) as queue:
         task_id = queue.enqueue(e2e_tasks.slow, args=(1.5, str(marker)), retries=2)
         wait_for(marker)
         frozen.send_signal(signal.SIGSTOP)  # a GC pause, a VM freeze, a stuck disk…
-        time.sleep(4.5)
+        time.sleep(7.0)
         frozen.send_signal(signal.SIGCONT)
         assert queue.get_result(task_id, timeout=30)["attempt"] == 2
         task = queue.get_task(task_id)
